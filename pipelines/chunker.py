@@ -1,0 +1,71 @@
+"""Splits streamed reply text into speakable pieces, so speech starts at the first clause.
+
+The first piece may end at a clause boundary (comma, colon, semicolon, dash) once it has a few
+words; later pieces end at sentence boundaries, which sound more natural. A sentence end is only
+trusted once the next character arrives, so "3.5" and "Mr. Smith" are not split.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "no", "fig", "approx"}
+)
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
+_CLAUSE_END = re.compile(r"[,;:\u2014]+(?=\s)|\s[\u2013-]\s")
+_MARKDOWN = re.compile(r"[*_`#>|]+")
+
+
+def speakable(text: str) -> str:
+    """Strip markdown symbols a voice should not read aloud and collapse whitespace."""
+    return " ".join(_MARKDOWN.sub("", text).split())
+
+
+class SentenceChunker:
+    def __init__(self, *, first_clause_min_words: int = 4, max_chars: int = 240) -> None:
+        self._buffer = ""
+        self._emitted = 0
+        self.first_clause_min_words = first_clause_min_words
+        self.max_chars = max_chars
+
+    def push(self, text: str) -> list[str]:
+        self._buffer += text
+        pieces: list[str] = []
+        while (cut := self._next_cut()) is not None:
+            piece = speakable(self._buffer[:cut])
+            self._buffer = self._buffer[cut:].lstrip()
+            if piece:
+                pieces.append(piece)
+                self._emitted += 1
+        return pieces
+
+    def flush(self) -> list[str]:
+        piece = speakable(self._buffer)
+        self._buffer = ""
+        return [piece] if piece else []
+
+    def _next_cut(self) -> int | None:
+        buf = self._buffer
+        for match in _SENTENCE_END.finditer(buf):
+            if not self._is_abbreviation(buf, match.start()):
+                return match.end()
+        if self._emitted == 0:
+            for match in _CLAUSE_END.finditer(buf):
+                if len(buf[: match.start()].split()) >= self.first_clause_min_words:
+                    return match.end()
+        if len(buf) > self.max_chars:
+            space = buf.rfind(" ", 0, self.max_chars)
+            return space if space > 0 else self.max_chars
+        return None
+
+    @staticmethod
+    def _is_abbreviation(buf: str, dot: int) -> bool:
+        if buf[dot] != ".":
+            return False
+        word = buf[:dot].split()[-1].lower() if buf[:dot].split() else ""
+        word = word.strip("(\"'")
+        if word in _ABBREVIATIONS:
+            return True
+        # A single letter before the dot is an initial ("J. Smith"), not a sentence end.
+        return len(word) == 1 and word.isalpha() and word != "i"

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from tests.speech import manifest, speech_dir
+
+
+@pytest.fixture(scope="session")
+def speech_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speech_dir(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="session")
+def speech_manifest(speech_clips: Path) -> list[dict]:
+    return manifest(speech_clips)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    ws_url: str
+    process: subprocess.Popen[str]
+    log_path: Path
+
+    def get(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_server(
+    tmp: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = 180
+) -> RunningServer:
+    """Start the server exactly as the README does (`convergio-voice serve`), wait for /readyz."""
+    port = _free_port()
+    exe = shutil.which("convergio-voice")
+    command = [exe] if exe else [sys.executable, "-m", "voice_server.cli"]
+    log_path = tmp / f"server-{port}.log"
+    log_file = log_path.open("w")
+    process = subprocess.Popen(
+        [*command, "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    server = RunningServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/ws", process, log_path)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}:\n{server.log()}")
+        try:
+            if server.get("/readyz")[0] == 200:
+                return server
+        except OSError:
+            pass
+        time.sleep(0.3)
+    process.kill()
+    raise RuntimeError(f"server not ready within {timeout_s} s:\n{server.log()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    running = start_server(tmp_path_factory.mktemp("server"))
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def server_message_validator(server: RunningServer) -> jsonschema.Draft202012Validator:
+    """Validates against the schema the server publishes, not the one in our source tree."""
+    status, schema = server.get("/v1/protocol.json")
+    assert status == 200
+    root = {"$ref": "#/$defs/ServerMessage", "$defs": schema["$defs"]}
+    jsonschema.Draft202012Validator.check_schema(root)
+    return jsonschema.Draft202012Validator(root)
+
+
+@pytest.fixture
+def assert_valid(server_message_validator: jsonschema.Draft202012Validator):
+    def check(messages: list[dict]) -> None:
+        for message in messages:
+            errors = sorted(server_message_validator.iter_errors(message), key=str)
+            assert not errors, f"{message.get('type')} violates the published schema: {errors[0].message}"
+
+    return check

@@ -1,0 +1,81 @@
+"""Fake engines for unit tests of pipeline logic. Never the only proof a feature works: the same
+behaviours are exercised with the real models in the end-to-end tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import numpy as np
+
+from models.base import (
+    EngineError,
+    EngineInfo,
+    GenerationRequest,
+    LanguageModel,
+    SpeechToText,
+    SynthesizedAudio,
+    TextToSpeech,
+    Transcription,
+    VoiceActivityDetector,
+    VoiceSettings,
+)
+
+
+class LoudnessVAD(VoiceActivityDetector):
+    """Speech is any frame whose samples are not all zero."""
+
+    info = EngineInfo("vad", "fake", "loudness")
+    sample_rate = 16_000
+    frame_samples = 480
+
+    def is_speech(self, frame: bytes) -> bool:
+        return any(frame)
+
+
+class ScriptedSTT(SpeechToText):
+    info = EngineInfo("stt", "fake", "scripted")
+
+    def __init__(self, text: str = "what is two plus two", delay_s: float = 0.01) -> None:
+        self.text = text
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        return Transcription(self.text, len(audio) * 1000 // 16_000)
+
+
+class ScriptedLLM(LanguageModel):
+    info = EngineInfo("llm", "fake", "scripted")
+
+    def __init__(self, reply: str, *, token_delay_s: float = 0.005, fail: bool = False) -> None:
+        self.reply = reply
+        self.token_delay_s = token_delay_s
+        self.fail = fail
+        self.requests: list[GenerationRequest] = []
+
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
+        self.requests.append(request)
+        request.usage.prompt_tokens = sum(len(m.content.split()) for m in request.messages)
+        if self.fail:
+            raise EngineError("scripted failure")
+        for word in self.reply.split(" "):
+            if request.cancel.is_set():
+                return
+            await asyncio.sleep(self.token_delay_s)
+            request.usage.completion_tokens += 1
+            yield word + " "
+
+
+class ToneTTS(TextToSpeech):
+    """60 ms of audio per character, so sent audio maps cleanly back to words."""
+
+    info = EngineInfo("tts", "fake", "tone")
+    sample_rate = 16_000
+
+    async def synthesize(self, text: str, voice: VoiceSettings) -> AsyncIterator[SynthesizedAudio]:
+        await asyncio.sleep(0.001)
+        samples = len(text) * 16_000 * 60 // 1000
+        yield SynthesizedAudio(np.full(samples, 1000, dtype="<i2").tobytes(), self.sample_rate)

@@ -1,0 +1,34 @@
+from pipelines.chunker import SentenceChunker
+
+
+def _feed(text: str, step: int = 3) -> list[str]:
+    chunker = SentenceChunker()
+    pieces: list[str] = []
+    for i in range(0, len(text), step):
+        pieces += chunker.push(text[i : i + step])
+    return pieces + chunker.flush()
+
+
+def test_speech_starts_at_the_first_clause_then_follows_sentences():
+    pieces = _feed("Well, let us think about this carefully, shall we? Start with the tens. Then add ones.")
+    assert pieces == [
+        "Well, let us think about this carefully,",
+        "shall we?",
+        "Start with the tens.",
+        "Then add ones.",
+    ]
+
+
+def test_numbers_abbreviations_and_initials_do_not_split():
+    pieces = _feed("Mr. Smith measured 3.5 metres. J. Watt built engines.")
+    assert pieces == ["Mr. Smith measured 3.5 metres.", "J. Watt built engines."]
+
+
+def test_markdown_is_not_read_aloud():
+    assert _feed("**Great** job! Try `x + 1`.") == ["Great job!", "Try x + 1."]
+
+
+def test_a_sentence_is_only_cut_once_the_next_character_arrives():
+    chunker = SentenceChunker()
+    assert chunker.push("It is 3.") == []
+    assert chunker.push("5 now. ") == ["It is 3.5 now."]

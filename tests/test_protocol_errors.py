@@ -1,0 +1,132 @@
+"""Bad input gets a clear, machine-readable error and the session survives it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed
+
+pytestmark = pytest.mark.models
+
+
+async def _recv_json(ws) -> dict:
+    while True:
+        raw = await ws.recv()
+        if isinstance(raw, str):
+            return json.loads(raw)
+
+
+async def _expect_error(ws, code: str) -> dict:
+    message = await _recv_json(ws)
+    assert message["type"] == "error", message
+    assert message["code"] == code, message
+    assert message["message"] and not message["fatal"]
+    return message
+
+
+async def _start(ws, **fields) -> dict:
+    await ws.send(json.dumps({"type": "session.start", **fields}))
+    return await _recv_json(ws)
+
+
+async def test_first_message_declares_protocol_and_reply_audio_format(server, assert_valid):
+    async with websockets.connect(server.ws_url) as ws:
+        hello = await _recv_json(ws)
+        started = await _start(ws, persona="science", output_audio={"sample_rate": 24000})
+    assert_valid([hello, started])
+    assert hello["type"] == "server.hello" and hello["protocol_version"] == 1 and hello["ready"]
+    assert hello["output_audio"]["encoding"] == "pcm16"
+    assert {p["id"] for p in hello["personas"]} >= {"maths", "science", "language", "history"}
+    assert started["type"] == "session.started"
+    assert started["persona"]["id"] == "science"
+    assert started["output_audio"] == {"encoding": "pcm16", "sample_rate": 24000, "channels": 1}
+
+
+async def test_every_bad_input_is_answered_and_the_session_survives(server, assert_valid):
+    received: list[dict] = []
+    async with websockets.connect(server.ws_url) as ws:
+        received.append(await _recv_json(ws))
+
+        await ws.send(b"\x00\x01" * 160)
+        received.append(await _expect_error(ws, "session_not_started"))
+        await ws.send(json.dumps({"type": "input.text", "text": "hi"}))
+        received.append(await _expect_error(ws, "session_not_started"))
+
+        await ws.send("{not json")
+        received.append(await _expect_error(ws, "invalid_json"))
+        await ws.send(json.dumps([1, 2]))
+        received.append(await _expect_error(ws, "invalid_message"))
+        await ws.send(json.dumps({"type": "dance"}))
+        received.append(await _expect_error(ws, "unknown_message_type"))
+
+        for bad_format in ({"sample_rate": 12345}, {"channels": 2}, {"encoding": "opus"}):
+            await ws.send(json.dumps({"type": "session.start", "input_audio": bad_format}))
+            error = await _expect_error(ws, "unsupported_audio_format")
+            assert "16000" in error["message"]
+            received.append(error)
+        await ws.send(json.dumps({"type": "session.start", "protocol_version": 2}))
+        received.append(await _expect_error(ws, "unsupported_protocol_version"))
+        await ws.send(json.dumps({"type": "session.start", "persona": "pirate"}))
+        received.append(await _expect_error(ws, "unknown_persona"))
+
+        # Still usable: a good start now works, at a rate that gets resampled.
+        started = await _start(ws, input_audio={"sample_rate": 48000})
+        assert started["type"] == "session.started", started
+        received.append(started)
+
+        await ws.send(json.dumps({"type": "session.start"}))
+        received.append(await _expect_error(ws, "session_already_started"))
+        await ws.send(b"\x00\x01\x02")
+        received.append(await _expect_error(ws, "invalid_audio_frame"))
+        limit = received[0]["limits"]["max_text_chars"]
+        await ws.send(json.dumps({"type": "input.text", "text": "x" * (limit + 1)}))
+        error = await _expect_error(ws, "text_too_long")
+        assert str(limit) in error["message"]
+        received.append(error)
+        await ws.send(json.dumps({"type": "input.text", "text": "hi", "extra": 1}))
+        received.append(await _expect_error(ws, "invalid_message"))
+
+        # And it still answers a typed question after all of that.
+        await ws.send(json.dumps({"type": "input.text", "text": "What is two plus two?"}))
+        while (message := await _recv_json(ws))["type"] != "turn.done":
+            received.append(message)
+        received.append(message)
+        assert message["status"] == "completed" and message["reply_text"]
+        assert message["user_text"] == "What is two plus two?"
+    assert_valid(received)
+
+
+async def test_oversized_audio_frame_closes_with_1009_before_buffering(server):
+    async with websockets.connect(server.ws_url, max_size=None) as ws:
+        hello = await _recv_json(ws)
+        await _start(ws)
+        await ws.send(bytes(hello["limits"]["max_frame_bytes"] + 2))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_typed_input_and_cancel_stop_the_reply(server, assert_valid):
+    async with websockets.connect(server.ws_url) as ws:
+        messages = [await _recv_json(ws), await _start(ws)]
+        await ws.send(json.dumps({"type": "input.text", "text": "Explain photosynthesis to me."}))
+        while (message := await _recv_json(ws))["type"] != "reply.audio.started":
+            messages.append(message)
+        messages.append(message)
+        await ws.send(json.dumps({"type": "response.cancel"}))
+        while (message := await _recv_json(ws))["type"] != "turn.done":
+            messages.append(message)
+        messages.append(message)
+        assert message["status"] == "cancelled"
+        interrupted = next(m for m in messages if m["type"] == "reply.interrupted")
+        assert interrupted["reason"] == "cancel"
+        final = next(m for m in messages if m["type"] == "transcript.final")
+        assert final["source"] == "text"
+        await ws.send(json.dumps({"type": "session.end"}))
+        ended = await _recv_json(ws)
+        messages.append(ended)
+        assert ended["type"] == "session.ended" and ended["usage"]["llm_prompt_tokens"] > 0
+    assert_valid(messages)

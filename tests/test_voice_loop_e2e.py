@@ -1,0 +1,106 @@
+"""The offline voice loop, end to end, with the real models and real speech at real-time pace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from latency_bench.client import VoiceClient, load_clip
+from latency_bench.wer import normalise, word_error_rate
+
+pytestmark = pytest.mark.models
+
+# Short and medium clips from different corpora and speakers; 6 are required, these are 7.
+PREFERRED = [
+    "arctic_a0024.16k.wav",
+    "cmu_arctic_us_aew_a0001.16k.wav",
+    "cmu_arctic_us_axb_a0006.16k.wav",
+    "sense_and_sensibility_01_austen_64kb-0870.16k.wav",
+    "sense_and_sensibility_01_austen_64kb-0930.16k.wav",
+    "LJ001-0002.16k.wav",
+    "librispeech_1272-128104-0000.16k.wav",
+]
+
+
+def _pick(manifest: list[dict]) -> list[dict]:
+    by_name = {entry["file"]: entry for entry in manifest}
+    chosen = [by_name[name] for name in PREFERRED if name in by_name]
+    return chosen or manifest[:6]
+
+
+async def test_student_speaks_and_tutor_answers_in_a_voice(
+    server, speech_clips: Path, speech_manifest, assert_valid
+):
+    clips = _pick(speech_manifest)
+    assert len(clips) >= 6
+    async with VoiceClient(server.ws_url) as client:
+        results = [await client.play_clip(load_clip(speech_clips / entry["file"])) for entry in clips]
+    assert_valid(client.messages)
+
+    for entry, result in zip(clips, results, strict=True):
+        wer = word_error_rate([entry["transcript"]], [result.transcript])
+        assert wer < 0.25, f"{entry['file']}: WER {wer:.2f}: {normalise(result.transcript)!r}"
+        assert result.reply_text.strip(), f"{entry['file']}: empty reply"
+        assert result.reply_audio_ms >= 500, (
+            f"{entry['file']}: only {result.reply_audio_ms} ms of reply audio"
+        )
+        assert result.voice_to_voice_ms is not None
+        done = result.turns[-1]
+        assert done.status == "completed"
+        # The turn's usage is exact and attributed to the engines that did the work.
+        assert done.usage["stt_audio_ms"] > 0 and done.usage["llm_completion_tokens"] > 0
+        assert done.usage["tts_audio_ms"] >= result.reply_audio_ms - 50
+        assert set(done.usage["providers"]) == {"stt", "llm", "tts"}
+        assert done.latency["voice_to_voice_ms"] > 0
+
+    kinds = {m["type"] for m in client.messages}
+    assert {
+        "speech.started",
+        "speech.stopped",
+        "transcript.partial",
+        "transcript.final",
+        "reply.text.delta",
+        "reply.audio.started",
+        "turn.done",
+        "session.ended",
+    } <= kinds
+    assert client.stray_audio_bytes == 0
+
+
+async def test_student_barging_in_stops_the_reply_at_once(
+    server, speech_clips: Path, speech_manifest, assert_valid
+):
+    names = [e["file"] for e in _pick(speech_manifest)]
+    first, second = load_clip(speech_clips / names[0]), load_clip(speech_clips / names[1])
+    async with VoiceClient(server.ws_url) as client:
+        await client.send_audio(first.pcm16)
+        started = await client.wait_for(lambda m: m["type"] == "reply.audio.started")
+        interrupted_turn = started["turn_id"]
+        await client.send_silence(400)  # let some of the reply play, then talk over it
+        await client.play_clip(second)
+
+    assert_valid(client.messages)
+    types = [m["type"] for m in client.messages]
+    interruption = next(m for m in client.messages if m["type"] == "reply.interrupted")
+    assert interruption["turn_id"] == interrupted_turn
+    assert interruption["reason"] == "barge_in"
+    done = next(m for m in client.messages if m["type"] == "turn.done" and m["turn_id"] == interrupted_turn)
+    assert done["status"] == "interrupted"
+
+    # Memory keeps only what was sent: a prefix of what the model generated, and shorter.
+    generated = "".join(
+        m["delta"]
+        for m in client.messages
+        if m["type"] == "reply.text.delta" and m["turn_id"] == interrupted_turn
+    )
+    heard = done["reply_text"]
+    assert heard == interruption["heard_text"]
+    assert heard and " ".join(generated.split()).startswith(" ".join(heard.split()))
+    assert len(heard) < len(generated.strip())
+
+    # Reply audio stops: after the interruption nothing arrives until the next reply starts.
+    assert client.stray_audio_bytes == 0
+    after = types[types.index("reply.interrupted") :]
+    assert "reply.audio.started" in after  # the second question still gets its answer
+    assert client.turns[interrupted_turn].audio_bytes > 0

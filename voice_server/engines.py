@@ -1,0 +1,84 @@
+"""Loads the configured engines once per server, warms them up and reports readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from models.base import ChatMessage
+from models.registry import spec_for
+from pipelines.personas import PERSONAS
+from pipelines.voice_pipeline import Engines
+from voice_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+def _engine_options(kind: str, settings: Settings) -> dict[str, object]:
+    e = settings.engines
+    return {
+        "vad": {"aggressiveness": e.vad_aggressiveness},
+        "stt": {"threads": e.stt_threads, "trim_window": e.stt_trim_window},
+        "llm": {"threads": e.llm_threads, "batch_threads": e.llm_batch_threads},
+        "tts": {"threads": e.tts_threads},
+    }[kind]
+
+
+class EngineHub:
+    """Owns the shared engines. `ready` turns true once all are loaded and warm."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engines: Engines | None = None
+        self.error: str | None = None
+        self._ready = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def load(self, progress: Progress | None = None) -> Engines:
+        say = progress or log.info
+        names = {
+            "vad": self.settings.engines.vad,
+            "stt": self.settings.engines.stt,
+            "llm": self.settings.engines.llm,
+            "tts": self.settings.engines.tts,
+        }
+        loaded: dict[str, object] = {}
+        try:
+            for step, (kind, name) in enumerate(names.items(), start=1):
+                spec = spec_for(kind, name)
+                say(f"[{step}/5] loading {kind}: {spec.description} ...")
+                started = time.perf_counter()
+                # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
+                loaded[kind] = await asyncio.to_thread(spec.load, **_engine_options(kind, self.settings))
+                say(f"[{step}/5] {kind} ready in {time.perf_counter() - started:.1f} s")
+            engines = Engines(**loaded)  # type: ignore[arg-type]
+            say("[5/5] warming up (first transcription, persona prompts, first voice) ...")
+            started = time.perf_counter()
+            await engines.stt.warm_up()
+            # llama.cpp keeps one prompt prefix in its KV cache: make it the default persona's.
+            persona = PERSONAS[self.settings.default_persona]
+            await engines.llm.warm_up([[ChatMessage("system", persona.system_prompt)]])
+            await engines.tts.warm_up()
+            say(f"[5/5] warm in {time.perf_counter() - started:.1f} s")
+        except Exception as exc:
+            self.error = str(exc)
+            raise
+        self.engines = engines
+        self._ready.set()
+        return engines
+
+    async def aclose(self) -> None:
+        if self.engines is None:
+            return
+        for engine in (self.engines.stt, self.engines.llm, self.engines.tts):
+            await engine.aclose()

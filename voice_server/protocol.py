@@ -1,0 +1,292 @@
+"""Wire protocol version 1: JSON control messages plus binary PCM16 audio frames.
+
+These models are the contract. The JSON Schema served at /v1/protocol.json is generated from them,
+incoming messages are parsed with them, and tests validate every outgoing message against the
+published schema.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from pipelines.audio import SUPPORTED_INPUT_RATES
+
+PROTOCOL_VERSION = 1
+OUTPUT_SAMPLE_RATES = (16_000, 22_050, 24_000, 44_100, 48_000)
+
+InputRate = Literal[8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
+OutputRate = Literal[16000, 22050, 24000, 44100, 48000]
+assert set(InputRate.__args__) == set(SUPPORTED_INPUT_RATES)  # type: ignore[attr-defined]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ------------------------------------------------------------------------------ client -> server
+
+
+class InputAudioFormat(_Message):
+    encoding: Literal["pcm16"] = Field("pcm16", description="Signed 16-bit little-endian PCM")
+    sample_rate: InputRate = Field(16_000, description="Other rates are resampled to 16 kHz")
+    channels: Literal[1] = 1
+
+
+class OutputAudioRequest(_Message):
+    sample_rate: OutputRate | None = Field(None, description="Default: the voice's native rate")
+
+
+class TurnOptions(_Message):
+    end_of_turn_silence_ms: int | None = Field(
+        None, ge=150, le=5000, description="Silence that ends the student's turn (patience)"
+    )
+
+
+class SessionStart(_Message):
+    type: Literal["session.start"]
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    persona: str | None = None
+    input_audio: InputAudioFormat = InputAudioFormat()
+    output_audio: OutputAudioRequest = OutputAudioRequest()
+    turn: TurnOptions = TurnOptions()
+
+
+class InputText(_Message):
+    type: Literal["input.text"]
+    text: str = Field(description="Typed instead of spoken; limited to server.hello limits")
+
+
+class ResponseCancel(_Message):
+    type: Literal["response.cancel"]
+
+
+class SessionEnd(_Message):
+    type: Literal["session.end"]
+
+
+ClientMessage = Annotated[SessionStart | InputText | ResponseCancel | SessionEnd, Field(discriminator="type")]
+CLIENT_TYPES = frozenset(("session.start", "input.text", "response.cancel", "session.end"))
+
+# ------------------------------------------------------------------------------ server -> client
+
+
+class OutputAudioFormat(_Message):
+    encoding: Literal["pcm16"] = "pcm16"
+    sample_rate: int
+    channels: Literal[1] = 1
+
+
+class Limits(_Message):
+    max_frame_bytes: int
+    max_text_chars: int
+
+
+class PersonaInfo(_Message):
+    id: str
+    name: str
+    subject: str
+
+
+class ServerHello(_Message):
+    """First message on every connection: what the server speaks and its reply audio format."""
+
+    type: Literal["server.hello"] = "server.hello"
+    protocol_version: Literal[1] = PROTOCOL_VERSION
+    server: str
+    ready: bool
+    limits: Limits
+    personas: list[PersonaInfo]
+    input_sample_rates: list[int]
+    output_audio: OutputAudioFormat
+
+
+class SessionStarted(_Message):
+    type: Literal["session.started"] = "session.started"
+    session_id: str
+    persona: PersonaInfo
+    input_audio: InputAudioFormat
+    output_audio: OutputAudioFormat
+    end_of_turn_silence_ms: int
+
+
+class SpeechStartedMsg(_Message):
+    type: Literal["speech.started"] = "speech.started"
+    turn_id: str
+    stream_ms: int = Field(ge=0, description="Position in the session's input audio")
+
+
+class SpeechStoppedMsg(_Message):
+    type: Literal["speech.stopped"] = "speech.stopped"
+    turn_id: str
+    stream_ms: int = Field(ge=0)
+
+
+class TranscriptPartialMsg(_Message):
+    type: Literal["transcript.partial"] = "transcript.partial"
+    turn_id: str
+    text: str
+
+
+class TranscriptFinalMsg(_Message):
+    type: Literal["transcript.final"] = "transcript.final"
+    turn_id: str
+    text: str
+    source: Literal["speech", "text"]
+
+
+class ReplyTextDeltaMsg(_Message):
+    type: Literal["reply.text.delta"] = "reply.text.delta"
+    turn_id: str
+    delta: str
+
+
+class ReplySentenceMsg(_Message):
+    """A sentence whose audio starts now: the unit captions and screen readers should announce."""
+
+    type: Literal["reply.sentence"] = "reply.sentence"
+    turn_id: str
+    text: str
+
+
+class ReplyAudioStartedMsg(_Message):
+    """Binary frames that follow, until reply.audio.done or reply.interrupted, are this turn's audio."""
+
+    type: Literal["reply.audio.started"] = "reply.audio.started"
+    turn_id: str
+    format: OutputAudioFormat
+
+
+class ReplyAudioDoneMsg(_Message):
+    type: Literal["reply.audio.done"] = "reply.audio.done"
+    turn_id: str
+    audio_ms: int = Field(ge=0, description="Reply audio actually sent")
+
+
+class ReplyInterruptedMsg(_Message):
+    type: Literal["reply.interrupted"] = "reply.interrupted"
+    turn_id: str
+    reason: Literal["barge_in", "cancel", "text_input", "session_end"]
+    heard_text: str = Field(description="What the student was sent before the cut; kept in memory")
+
+
+class Latency(_Message):
+    """Milliseconds. Each stage runs from the previous mark; voice_to_voice is end to end."""
+
+    endpointing_ms: int | None = None
+    stt_ms: int | None = None
+    llm_first_token_ms: int | None = None
+    first_sentence_ms: int | None = None
+    tts_first_audio_ms: int | None = None
+    send_ms: int | None = None
+    voice_to_voice_ms: int | None = None
+
+
+class Usage(_Message):
+    """Exact integer units; nothing is rounded here."""
+
+    stt_audio_ms: int = Field(ge=0)
+    stt_partial_audio_ms: int = Field(ge=0)
+    llm_prompt_tokens: int = Field(ge=0)
+    llm_completion_tokens: int = Field(ge=0)
+    tts_chars: int = Field(ge=0)
+    tts_audio_ms: int = Field(ge=0)
+    providers: dict[str, str]
+
+
+class BudgetMissMsg(_Message):
+    stage: str
+    budget_ms: int
+    actual_ms: int
+
+
+class TurnDoneMsg(_Message):
+    type: Literal["turn.done"] = "turn.done"
+    turn_id: str
+    status: Literal["completed", "interrupted", "cancelled", "no_speech", "failed"]
+    user_text: str
+    reply_text: str = Field(description="The reply as the student heard it")
+    latency: Latency
+    usage: Usage
+    budget_misses: list[BudgetMissMsg]
+
+
+class SessionEndedMsg(_Message):
+    type: Literal["session.ended"] = "session.ended"
+    session_id: str
+    reason: Literal["client", "server_shutdown", "error"]
+    usage: Usage
+
+
+ErrorCode = Literal[
+    "invalid_json",
+    "invalid_message",
+    "unknown_message_type",
+    "unsupported_protocol_version",
+    "unsupported_audio_format",
+    "invalid_audio_frame",
+    "session_not_started",
+    "session_already_started",
+    "unknown_persona",
+    "text_too_long",
+    "server_not_ready",
+    "server_busy",
+    "engine_error",
+    "internal_error",
+]
+
+
+class ErrorMsg(_Message):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str = Field(description="For people; the code is for programs")
+    fatal: bool = Field(False, description="True if the server closes the connection after this")
+    turn_id: str | None = None
+
+
+ServerMessage = Annotated[
+    ServerHello
+    | SessionStarted
+    | SpeechStartedMsg
+    | SpeechStoppedMsg
+    | TranscriptPartialMsg
+    | TranscriptFinalMsg
+    | ReplyTextDeltaMsg
+    | ReplySentenceMsg
+    | ReplyAudioStartedMsg
+    | ReplyAudioDoneMsg
+    | ReplyInterruptedMsg
+    | TurnDoneMsg
+    | SessionEndedMsg
+    | ErrorMsg,
+    Field(discriminator="type"),
+]
+
+CLIENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientMessage)
+SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
+
+
+def protocol_schema() -> dict[str, Any]:
+    """The published JSON Schema (2020-12) of protocol version 1."""
+    defs: dict[str, Any] = {}
+    roots = {}
+    for name, adapter in (("ClientMessage", CLIENT_ADAPTER), ("ServerMessage", SERVER_ADAPTER)):
+        schema = adapter.json_schema(ref_template="#/$defs/{model}")
+        defs.update(schema.pop("$defs", {}))
+        roots[name] = schema
+    defs.update(roots)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "urn:convergio-voice:protocol:1",
+        "title": "Convergio Voice WebSocket protocol",
+        "x-protocol-version": PROTOCOL_VERSION,
+        "x-binary-frames": {
+            "client_to_server": "Audio: PCM16 little-endian mono at session.start input_audio rate. "
+            "Even length, at most limits.max_frame_bytes (larger frames close the socket with 1009).",
+            "server_to_client": "Reply audio: PCM16 little-endian mono at session.started "
+            "output_audio rate, between reply.audio.started and reply.audio.done or reply.interrupted.",
+        },
+        "oneOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
+        "$defs": defs,
+    }
