@@ -1,10 +1,13 @@
 """python -m latency_bench --url ws://HOST:PORT/v1/ws --audio-dir DIR [--json PATH]
 
-Streams each WAV clip of DIR as one turn, at real-time pace followed by silence, after one warm-up
-turn that is not counted; prints a table and p50/p95 of voice-to-voice and of each stage. The JSON
-written with --json is a stable interface:
+Streams each WAV clip of DIR as one turn, at real-time pace followed by silence, after a warm-up
+turn per session that is not counted; prints a table and p50/p95/p99 of voice-to-voice and of each
+stage. `--concurrency 1,4` runs each level with that many simultaneous sessions; `--soak MINUTES`
+keeps sessions talking and reports server memory over time. The JSON written with --json is a
+stable interface:
   {"turns": [{"clip", "transcript", "reply_text", "voice_to_voice_ms", "stages": {STAGE: ms}}...],
-   "summary": {...}}
+   "summary": {...}, "levels": [...], "soak": {...} | null}
+With --report-dir it also writes report.json, latency.png and summary.md there.
 """
 
 from __future__ import annotations
@@ -13,26 +16,83 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from latency_bench.client import ClipResult, VoiceClient, load_clip
+from latency_bench.client import Clip, ClipResult, VoiceClient, load_clip
+from latency_bench.server_stats import ServerSampler
 from latency_bench.stats import percentile
 from latency_bench.wer import load_references, word_error_rate
 
+PCTS = (50, 95, 99)
 
-async def run(url: str, clips: list[Path], persona: str | None) -> tuple[list[ClipResult], ClipResult]:
-    loaded = [load_clip(p) for p in clips]
-    warm = min(loaded, key=lambda c: c.duration_ms)
+
+async def run_session(
+    url: str, clips: list[Clip], persona: str | None, delay_s: float, label: str, quiet: bool
+) -> list[ClipResult]:
+    await asyncio.sleep(delay_s)  # sessions in a classroom do not start in lockstep
+    warm = min(clips, key=lambda c: c.duration_ms)
     async with VoiceClient(url, persona=persona) as client:
-        warm_result = await client.play_clip(warm)
+        await client.play_clip(warm)
         results = []
-        for clip in loaded:
+        for clip in clips:
             result = await client.play_clip(clip)
             results.append(result)
-            v2v = f"{result.voice_to_voice_ms:.0f} ms" if result.voice_to_voice_ms is not None else "-"
-            print(f"  {clip.name:52} {v2v:>9}", file=sys.stderr, flush=True)
-    return results, warm_result
+            if not quiet:
+                v2v = f"{result.voice_to_voice_ms:.0f} ms" if result.voice_to_voice_ms is not None else "-"
+                print(f"  {label} {clip.name:52} {v2v:>9}", file=sys.stderr, flush=True)
+    return results
+
+
+async def run_level(
+    url: str, clips: list[Clip], persona: str | None, concurrency: int, sampler: ServerSampler
+) -> tuple[list[ClipResult], dict[str, Any]]:
+    average_s = sum(c.duration_ms for c in clips) / len(clips) / 1000
+    before = await sampler.sample()
+    started = time.monotonic()
+    async with sampler.watch() as samples:
+        per_session = await asyncio.gather(
+            *(
+                run_session(url, clips, persona, i * average_s / concurrency, f"[{concurrency}:{i}]", False)
+                for i in range(concurrency)
+            )
+        )
+    wall = time.monotonic() - started
+    after = await sampler.sample()
+    resources = sampler.resources(before, after, samples, wall, concurrency)
+    return [r for session in per_session for r in session], resources
+
+
+async def run_soak(
+    url: str, clips: list[Clip], persona: str | None, concurrency: int, minutes: float, sampler: ServerSampler
+) -> dict[str, Any]:
+    deadline = time.monotonic() + minutes * 60
+
+    async def loop(index: int) -> int:
+        await asyncio.sleep(index * 1.5)
+        turns = 0
+        async with VoiceClient(url, persona=persona) as client:
+            while time.monotonic() < deadline:
+                await client.play_clip(clips[turns % len(clips)])
+                turns += 1
+        return turns
+
+    before = await sampler.sample()
+    started = time.monotonic()
+    async with sampler.watch(interval_s=5) as samples:
+        turns = await asyncio.gather(*(loop(i) for i in range(concurrency)))
+    after = await sampler.sample()
+    rss = [(round(t - started, 1), m) for t, m in samples]
+    growth = (rss[-1][1] - rss[0][1]) / max(rss[-1][0] - rss[0][0], 1) * 60 if len(rss) > 1 else 0.0
+    return {
+        "minutes": minutes,
+        "concurrency": concurrency,
+        "turns": sum(turns),
+        "rss_mb_over_time": rss,
+        "rss_growth_mb_per_min": round(growth, 2),
+        **sampler.resources(before, after, samples, time.monotonic() - started, concurrency),
+    }
 
 
 def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str, Any]:
@@ -41,15 +101,13 @@ def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str
     stages = {}
     for name in stage_names:
         values = [float(v) for r in results if (v := r.stages.get(name)) is not None]
-        stages[name] = {"p50": percentile(values, 50), "p95": percentile(values, 95)}
+        stages[name] = {f"p{p}": percentile(values, p) for p in PCTS}
     summary: dict[str, Any] = {
         "turns": len(results),
-        "voice_to_voice_ms": {
-            "p50": percentile(v2v, 50),
-            "p95": percentile(v2v, 95),
-            "mean": sum(v2v) / len(v2v) if v2v else None,
-        },
+        "voice_to_voice_ms": {f"p{p}": percentile(v2v, p) for p in PCTS}
+        | {"mean": round(sum(v2v) / len(v2v), 1) if v2v else None},
         "server_stages_ms": stages,
+        "budget_misses": sum(len(t.budget_misses) for r in results for t in r.turns),
     }
     scored = [(references[r.clip], r.transcript) for r in results if r.clip in references]
     if scored:
@@ -64,12 +122,12 @@ def table(results: list[ClipResult], summary: dict[str, Any]) -> str:
     lines = [head, "-" * len(head)]
     for r in results:
         v2v = f"{r.voice_to_voice_ms:.0f}" if r.voice_to_voice_ms is not None else "-"
-        cells = " ".join(f"{r.stages.get(n) if r.stages.get(n) is not None else '-':>11}" for n in names)
+        cells = " ".join(f"{_fmt(r.stages.get(n)):>11}" for n in names)
         lines.append(f"{r.clip[:44]:44} {v2v:>6} {cells}")
-    for p in ("p50", "p95"):
-        v = summary["voice_to_voice_ms"][p]
-        cells = " ".join(f"{_fmt(summary['server_stages_ms'][n][p]):>11}" for n in names)
-        lines.append(f"{p:44} {_fmt(v):>6} {cells}")
+    for p in PCTS:
+        v = summary["voice_to_voice_ms"][f"p{p}"]
+        cells = " ".join(f"{_fmt(summary['server_stages_ms'][n][f'p{p}']):>11}" for n in names)
+        lines.append(f"{'p' + str(p):44} {_fmt(v):>6} {cells}")
     if "word_error_rate" in summary:
         lines.append(f"word error rate (normalised): {summary['word_error_rate'] * 100:.1f}%")
     return "\n".join(lines)
@@ -79,40 +137,75 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _turn_json(r: ClipResult) -> dict[str, Any]:
+    return {
+        "clip": r.clip,
+        "transcript": r.transcript,
+        "reply_text": r.reply_text,
+        "voice_to_voice_ms": r.voice_to_voice_ms,
+        "stages": r.stages,
+        "reply_audio_ms": r.reply_audio_ms,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="latency_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True, help="ws://HOST:PORT/v1/ws")
     parser.add_argument("--audio-dir", required=True, type=Path)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--report-dir", type=Path, help="write report.json, latency.png, summary.md")
     parser.add_argument("--persona")
     parser.add_argument("--limit", type=int, help="only the first N clips (by name)")
+    parser.add_argument("--concurrency", default="1", help="comma-separated session counts, e.g. 1,4")
+    parser.add_argument("--soak", type=float, metavar="MINUTES", help="memory over time instead")
     args = parser.parse_args(argv)
 
-    clips = sorted(args.audio_dir.glob("*.wav"))[: args.limit]
-    if not clips:
+    paths = sorted(args.audio_dir.glob("*.wav"))[: args.limit]
+    if not paths:
         parser.error(f"no .wav files in {args.audio_dir}")
+    clips = [load_clip(p) for p in paths]
+    levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     references = load_references(args.audio_dir)
-    print(f"streaming {len(clips)} clips (+1 warm-up) to {args.url} at real-time pace", file=sys.stderr)
-    results, _ = asyncio.run(run(args.url, clips, args.persona))
-    summary = summarise(results, references)
-    print(table(results, summary))
-    if args.json:
-        payload = {
-            "turns": [
+    sampler = ServerSampler(args.url)
+    payload: dict[str, Any] = {"turns": [], "summary": {}, "levels": [], "soak": None}
+
+    if args.soak:
+        print(f"soak: {levels[-1]} session(s) for {args.soak} min against {args.url}", file=sys.stderr)
+        payload["soak"] = asyncio.run(run_soak(args.url, clips, args.persona, levels[-1], args.soak, sampler))
+        soak = payload["soak"]
+        print(f"turns {soak['turns']}, RSS growth {soak['rss_growth_mb_per_min']} MB/min")
+    else:
+        for n in levels:
+            print(
+                f"level {n}: {n} session(s) x {len(clips)} clips (+1 warm-up each), real-time pace",
+                file=sys.stderr,
+            )
+            results, resources = asyncio.run(run_level(args.url, clips, args.persona, n, sampler))
+            summary = summarise(results, references)
+            print(f"\n== {n} concurrent session(s)\n" + table(results, summary))
+            print(
+                f"server CPU {resources['cpu_cores_per_session']:.2f} cores/session, "
+                f"RSS {resources['rss_peak_mb']:.0f} MB peak"
+            )
+            payload["levels"].append(
                 {
-                    "clip": r.clip,
-                    "transcript": r.transcript,
-                    "reply_text": r.reply_text,
-                    "voice_to_voice_ms": r.voice_to_voice_ms,
-                    "stages": r.stages,
-                    "reply_audio_ms": r.reply_audio_ms,
+                    "concurrency": n,
+                    "summary": summary,
+                    "resources": resources,
+                    "turns": [_turn_json(r) for r in results],
                 }
-                for r in results
-            ],
-            "summary": summary,
-        }
+            )
+        first = payload["levels"][0]
+        payload["turns"], payload["summary"] = first["turns"], first["summary"]
+
+    if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=2))
+    if args.report_dir:
+        from latency_bench.report import write_reports
+
+        written = write_reports(payload, args.report_dir)
+        print("reports: " + ", ".join(str(p) for p in written), file=sys.stderr)
     return 0
 
 

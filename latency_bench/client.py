@@ -72,6 +72,7 @@ class TurnRecord:
     first_audio_at: float | None = None
     audio_bytes: int = 0
     interrupted: bool = False
+    budget_misses: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -94,11 +95,13 @@ class VoiceClient:
         url: str,
         *,
         persona: str | None = None,
+        end_of_turn_silence_ms: int | None = None,
         frame_ms: int = 20,
         on_message: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.url = url
         self.persona = persona
+        self.end_of_turn_silence_ms = end_of_turn_silence_ms
         self.frame_ms = frame_ms
         self.on_message = on_message
         self.messages: list[dict[str, Any]] = []
@@ -123,6 +126,8 @@ class VoiceClient:
         start: dict[str, Any] = {"type": "session.start", "input_audio": {"sample_rate": SAMPLE_RATE}}
         if self.persona:
             start["persona"] = self.persona
+        if self.end_of_turn_silence_ms:
+            start["turn"] = {"end_of_turn_silence_ms": self.end_of_turn_silence_ms}
         await self._ws.send(json.dumps(start))
         self.started = json.loads(await self._ws.recv())
         self._record(self.started)
@@ -181,6 +186,7 @@ class VoiceClient:
                 turn.status = message["status"]
                 turn.latency = message["latency"]
                 turn.usage = message["usage"]
+                turn.budget_misses = message["budget_misses"]
                 turn.done.set()
             elif kind == "session.ended":
                 return

@@ -8,6 +8,7 @@ cache, which keeps a persona's system prompt warm between turns.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -74,28 +75,25 @@ class LlamaCppLLM(LanguageModel):
             del messages[1]
             tokens, stop = self._prompt_tokens(messages)
         request.usage.prompt_tokens = len(tokens)
-        usage = request.usage
-
-        def count_and_cancel(_input_ids: Any, _logits: Any) -> bool:
-            usage.completion_tokens += 1
-            return request.cancel.is_set()
-
-        stream = self._llama.create_completion(
-            prompt=tokens,
-            max_tokens=request.max_tokens,
-            temperature=request.temperature,
-            top_p=0.9,
-            repeat_penalty=1.1,
-            stop=stop,
-            stream=True,
-            stopping_criteria=_criteria(count_and_cancel),
-        )
-        for chunk in stream:
-            text = chunk["choices"][0]["text"]
+        end_tokens = {self._llama.token_eos()} | {
+            ids[0]
+            for s in stop
+            if len(ids := self._llama.tokenize(s.encode(), add_bos=False, special=True)) == 1
+        }
+        # Token by token, so usage counts exactly the tokens sampled (the end token excluded) and a
+        # cancel takes effect before the next token, not at the end of the answer.
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        generated = 0
+        for token in self._llama.generate(
+            tokens, temp=request.temperature, top_p=0.9, top_k=40, repeat_penalty=1.1, reset=True
+        ):
+            if token in end_tokens or generated >= request.max_tokens or request.cancel.is_set():
+                break
+            generated += 1
+            request.usage.completion_tokens = generated
+            text = decoder.decode(self._llama.detokenize([token]))
             if text:
                 yield text
-            if request.cancel.is_set():
-                break
 
     async def stream(self, request: GenerationRequest) -> AsyncIterator[str]:
         try:
@@ -131,9 +129,3 @@ def _extra_buffer_types(enabled: bool) -> Iterator[None]:
         yield
     finally:
         low_level.llama_model_default_params = original
-
-
-def _criteria(fn: Any) -> Any:
-    from llama_cpp import StoppingCriteriaList
-
-    return StoppingCriteriaList([fn])

@@ -18,12 +18,12 @@ class Exchange:
 class TutorAgent:
     persona: Persona
     # Enough recent context for follow-ups while keeping the prompt (and first-token time) small.
-    max_exchanges: int = 6
+    max_exchanges: int = 8
     history: list[Exchange] = field(default_factory=list)
 
     def messages_for(self, user_text: str) -> list[ChatMessage]:
         messages = [ChatMessage("system", self.persona.system_prompt)]
-        for exchange in self.history[-self.max_exchanges :]:
+        for exchange in self.history:
             messages.append(ChatMessage("user", exchange.user))
             if exchange.assistant:
                 messages.append(ChatMessage("assistant", exchange.assistant))
@@ -32,6 +32,11 @@ class TutorAgent:
 
     def remember(self, user_text: str, heard_reply: str) -> None:
         self.history.append(Exchange(user_text, heard_reply.strip()))
+        if len(self.history) > self.max_exchanges:
+            # Forget in one big step, not one exchange per turn: a window that slides every turn
+            # changes the prompt's start each time, and the LLM must then re-read all of it
+            # instead of reusing its cached prefix.
+            del self.history[: len(self.history) - self.max_exchanges // 2]
 
     def system_only(self) -> list[ChatMessage]:
         return [ChatMessage("system", self.persona.system_prompt)]

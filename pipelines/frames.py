@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 TurnStatus = Literal["completed", "interrupted", "cancelled", "no_speech", "failed"]
-InterruptReason = Literal["barge_in", "cancel", "text_input", "session_end"]
+InterruptReason = Literal["barge_in", "cancel", "text_input", "session_end", "student_continued"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,9 @@ class TurnUsage:
     tts_chars: int = 0
     tts_audio_ms: int = 0
     providers: dict[str, str] = field(default_factory=dict)  # kind -> "provider/model"
+    # Work started for this turn and thrown away because the student kept talking: still paid
+    # for, so still metered, but kept apart from the answer that was given.
+    speculative: TurnUsage | None = None
 
     def add(self, other: TurnUsage) -> None:
         self.stt_audio_ms += other.stt_audio_ms
@@ -94,13 +97,21 @@ class TurnUsage:
         self.tts_chars += other.tts_chars
         self.tts_audio_ms += other.tts_audio_ms
         self.providers.update(other.providers)
+        if other.speculative is not None:
+            if self.speculative is None:
+                self.speculative = TurnUsage()
+            self.speculative.add(other.speculative)
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetMiss:
+    """A stage overran its deadline; `action` is what the pipeline did about it at that moment."""
+
+    turn_id: str
     stage: str
     budget_ms: int
-    actual_ms: int
+    elapsed_ms: int
+    action: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,7 @@ PipelineEvent = (
     | ReplyAudio
     | ReplyAudioDone
     | Interrupted
+    | BudgetMiss
     | TurnDone
     | PipelineError
 )

@@ -33,7 +33,9 @@ from models.base import (
 )
 from pipelines.agent import TutorAgent
 from pipelines.audio import PIPELINE_SAMPLE_RATE, pcm16_to_float
+from pipelines.budgets import STAGE_MARKS, BudgetAction, BudgetPolicy
 from pipelines.chunker import SentenceChunker
+from pipelines.fillers import CachedSpeech, FillerCache
 from pipelines.frames import (
     BudgetMiss,
     Interrupted,
@@ -69,6 +71,7 @@ class Engines:
     stt: SpeechToText
     llm: LanguageModel
     tts: TextToSpeech
+    fillers: FillerCache | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +82,10 @@ class PipelineConfig:
     max_utterance_ms: int = 45_000
     playback_lead_ms: int = 300
     audio_chunk_ms: int = 40
-    budgets_ms: dict[str, int] = field(default_factory=dict)  # stage or "voice_to_voice" -> ms
+    budgets: BudgetPolicy = field(default_factory=BudgetPolicy)
+    # At the first pause, transcribe *and* start answering, held back until the silence confirms
+    # the end of the turn; thrown away if the student goes on. Off: only transcribe early.
+    speculative_reply: bool = True
 
 
 @dataclass(slots=True)
@@ -90,7 +96,18 @@ class _SpokenPiece:
 
 
 @dataclass(slots=True)
+class _Listening:
+    """The turn whose speech is being heard."""
+
+    id: str
+    latest_partial: str = ""
+    speculative_usage: TurnUsage = field(default_factory=TurnUsage)
+
+
+@dataclass(slots=True)
 class _Turn:
+    """One attempt at answering a turn (a turn may see several speculative attempts)."""
+
     id: str
     marks: dict[str, float] = field(default_factory=dict)
     usage: TurnUsage = field(default_factory=TurnUsage)
@@ -104,6 +121,18 @@ class _Turn:
     task: asyncio.Task[None] | None = None
     # Client playback model: when the audio sent so far will have finished playing.
     play_end: float = 0.0
+    # Speculation: events are held back until the end of the turn is confirmed.
+    committed: asyncio.Event = field(default_factory=asyncio.Event)
+    held: list[PipelineEvent] = field(default_factory=list)
+    discarded: bool = False
+    listening: _Listening | None = None
+    # Budgets.
+    misses: list[BudgetMiss] = field(default_factory=list)
+    transcript_override: asyncio.Future[str] | None = None
+    shorten: bool = False
+    gave_up: str | None = None
+    send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    side_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def heard_text(self, now: float) -> str:
         """Words the student was sent (audio still queued beyond the playback lead is excluded)."""
@@ -153,10 +182,13 @@ class VoicePipeline:
         self._frame_times: deque[tuple[int, float]] = deque(maxlen=512)
         self._utterance = bytearray()
         self._utterance_first_frame = 0
+        # The last committed turn's audio, kept until its reply is heard: if the student goes on
+        # talking before that, the end of turn was premature and the turn continues.
+        self._carry: tuple[_Listening, bytes, int, int] | None = None
         self._turn_ids = itertools.count(1)
-        self._listening: _Turn | None = None  # turn whose speech is being heard
-        self._active: _Turn | None = None  # turn whose reply is in flight
-        self._speculation: asyncio.Task[Transcription] | None = None
+        self._listening: _Listening | None = None
+        self._speculation: _Turn | None = None  # attempt started at the pause, not yet committed
+        self._active: _Turn | None = None  # committed turn whose reply is in flight
         self._partial: asyncio.Task[None] | None = None
         self._last_partial_frame = 0
         self._silenced: set[str] = set()
@@ -183,7 +215,8 @@ class VoicePipeline:
         turn = _Turn(id=f"turn-{next(self._turn_ids)}")
         now = self._clock()
         turn.marks.update(speech_end=now, end_of_turn=now)
-        self._start_reply(turn, text=text)
+        self._launch(turn, text=text)
+        self._commit(turn)
         return turn.id
 
     async def cancel_reply(self) -> bool:
@@ -203,19 +236,25 @@ class VoicePipeline:
             return None
         turn.interrupt_reason = reason
         self._silenced.add(turn.id)
+        self._cancel(turn)
+        return turn.task
+
+    def _cancel(self, turn: _Turn) -> None:
         if turn.request is not None:
             turn.request.cancel.set()
-        turn.task.cancel()
-        return turn.task
+        for task in turn.side_tasks:
+            task.cancel()
+        if turn.task is not None:
+            turn.task.cancel()
 
     async def aclose(self) -> None:
         if self._closed:
             return
         await self.interrupt("session_end")
+        self._drop_speculation()
         self._closed = True
-        for task in (self._speculation, self._partial):
-            if task is not None:
-                task.cancel()
+        if self._partial is not None:
+            self._partial.cancel()
         self._outbox.put_nowait(None)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._emitter, timeout=5)
@@ -261,12 +300,35 @@ class VoicePipeline:
         self._preroll.clear()
         self._last_partial_frame = self._detector.frames_seen
 
+    def _continues_last_turn(self) -> _Listening | None:
+        """Speech that starts before the last turn's reply was heard continues that turn: the
+        student only paused (a learner thinking aloud). Its audio is joined to the new speech, so
+        the transcript holds the whole sentence and no half-question is answered."""
+        carry, self._carry = self._carry, None
+        active = self._active
+        if carry is None or active is None or active.audio_started or active.id != carry[0].id:
+            return None
+        listening, audio, first_frame, end_frame = carry
+        gap_frames = self._utterance_first_frame - end_frame
+        if not 0 <= gap_frames * self.config.turn.frame_ms <= 3000:
+            return None
+        self._active = None
+        if active.reply_started:  # its text may have been shown, though none of it was heard
+            self._emit(Interrupted(active.id, "student_continued", ""))
+        active.discarded = True  # never finished as a turn; its usage is metered as speculative
+        self._cancel(active)
+        self._utterance = bytearray(audio) + bytes(gap_frames * self._frame_bytes) + self._utterance
+        self._utterance_first_frame = first_frame
+        return listening
+
     def _on_speech_start(self) -> None:
-        self._stop_reply("barge_in")
-        turn = _Turn(id=f"turn-{next(self._turn_ids)}")
-        self._listening = turn
+        listening = self._continues_last_turn()
+        if listening is None:
+            self._stop_reply("barge_in")
+            listening = _Listening(id=f"turn-{next(self._turn_ids)}")
+        self._listening = listening
         stream_ms = self._detector.speech_start_frame * self.config.turn.frame_ms
-        self._emit(SpeechStarted(turn.id, stream_ms))
+        self._emit(SpeechStarted(listening.id, stream_ms))
 
     def _utterance_audio(self) -> np.ndarray:
         frame_ms = self.config.turn.frame_ms
@@ -275,63 +337,65 @@ class VoicePipeline:
         return pcm16_to_float(bytes(self._utterance[: n_frames * self._frame_bytes]))
 
     def _speculate(self) -> None:
-        """The student paused: transcribe now, inside the silence, so the final is ready early."""
+        """The student paused: transcribe and start answering now, inside the silence, held back
+        until the end of the turn is confirmed."""
         self._drop_speculation()
-        if self._listening is None:
+        listening = self._listening
+        if listening is None:
             return
-        audio = self._utterance_audio()
-        self._speculation = asyncio.get_running_loop().create_task(self.engines.stt.transcribe(audio))
+        attempt = _Turn(id=listening.id, listening=listening)
+        self._launch(attempt, stt=self._transcribe(self._utterance_audio()))
+        self._speculation = attempt
 
     def _drop_speculation(self) -> None:
-        task, self._speculation = self._speculation, None
-        if task is None:
-            return
-        turn = self._listening
+        attempt, self._speculation = self._speculation, None
+        if attempt is not None:
+            attempt.discarded = True
+            self._cancel(attempt)
 
-        def account(done: asyncio.Task[Transcription]) -> None:
-            # Discarded work still cost something; meter it as partial STT audio, never lose it.
-            if not done.cancelled() and done.exception() is None and turn is not None:
-                turn.usage.stt_partial_audio_ms += done.result().audio_ms
-
-        task.add_done_callback(account)
+    def _transcribe(self, audio: np.ndarray) -> asyncio.Task[Transcription]:
+        return asyncio.get_running_loop().create_task(self.engines.stt.transcribe(audio))
 
     def _maybe_partial(self) -> None:
         interval = self.config.partial_interval_ms
-        turn = self._listening
-        if not interval or turn is None or (self._partial and not self._partial.done()):
+        listening = self._listening
+        if not interval or listening is None or (self._partial and not self._partial.done()):
             return
         frames_since = self._detector.frames_seen - self._last_partial_frame
         if frames_since * self.config.turn.frame_ms < interval:
             return
         self._last_partial_frame = self._detector.frames_seen
         audio = pcm16_to_float(bytes(self._utterance))
-        self._partial = asyncio.get_running_loop().create_task(self._run_partial(turn, audio))
+        self._partial = asyncio.get_running_loop().create_task(self._run_partial(listening, audio))
 
-    async def _run_partial(self, turn: _Turn, audio: np.ndarray) -> None:
+    async def _run_partial(self, listening: _Listening, audio: np.ndarray) -> None:
         try:
             result = await self.engines.stt.transcribe(audio, partial=True)
         except EngineError as exc:
             log.warning("partial transcription failed: %s", exc)
             return
-        turn.usage.stt_partial_audio_ms += result.audio_ms
-        if self._listening is turn and result.text:
-            self._emit(TranscriptPartial(turn.id, result.text))
+        listening.speculative_usage.stt_partial_audio_ms += result.audio_ms
+        if result.text:
+            listening.latest_partial = result.text
+            if self._listening is listening:
+                self._emit(TranscriptPartial(listening.id, result.text))
 
     def _on_end_of_turn(self) -> None:
-        turn, self._listening = self._listening, None
-        if turn is None:
+        listening, self._listening = self._listening, None
+        if listening is None:
             return
-        now = self._clock()
-        turn.marks["speech_end"] = self._arrival_of(self._detector.last_voiced_end)
-        turn.marks["end_of_turn"] = now
         stream_ms = self._detector.last_voiced_end * self.config.turn.frame_ms
-        self._emit(SpeechStopped(turn.id, stream_ms))
-        speculation, self._speculation = self._speculation, None
-        stt = speculation or asyncio.get_running_loop().create_task(
-            self.engines.stt.transcribe(self._utterance_audio())
-        )
+        self._emit(SpeechStopped(listening.id, stream_ms))
+        attempt, self._speculation = self._speculation, None
+        if attempt is None:
+            attempt = _Turn(id=listening.id, listening=listening)
+            self._launch(attempt, stt=self._transcribe(self._utterance_audio()))
+        attempt.marks["speech_end"] = self._arrival_of(self._detector.last_voiced_end)
+        attempt.marks["end_of_turn"] = self._clock()
+        self._carry = (listening, bytes(self._utterance), self._utterance_first_frame,
+                       self._detector.frames_seen)
         self._utterance = bytearray()
-        self._start_reply(turn, stt=stt)
+        self._commit(attempt)
 
     def _arrival_of(self, frame_index: int) -> float:
         for index, arrived in reversed(self._frame_times):
@@ -341,41 +405,74 @@ class VoicePipeline:
 
     # ---------------------------------------------------------------------------------- replies
 
-    def _start_reply(
+    def _launch(
         self, turn: _Turn, *, text: str | None = None, stt: asyncio.Task[Transcription] | None = None
     ) -> None:
-        self._active = turn
         turn.task = asyncio.get_running_loop().create_task(self._run_turn(turn, text, stt))
 
-    async def _run_turn(self, turn: _Turn, text: str | None, stt: asyncio.Task[Transcription] | None) -> None:
+    def _commit(self, turn: _Turn) -> None:
+        """The turn is real: release what it held back and start watching its budgets."""
+        self._active = turn
+        for event in turn.held:
+            self._emit(event)
+        turn.held.clear()
+        turn.committed.set()
+        turn.side_tasks.append(asyncio.get_running_loop().create_task(self._watch_budgets(turn)))
+
+    def _emit_turn(self, turn: _Turn, event: PipelineEvent) -> None:
+        if turn.discarded:
+            return
+        if turn.committed.is_set():
+            self._emit(event)
+        else:
+            turn.held.append(event)
+
+    async def _run_turn(
+        self, turn: _Turn, text: str | None, stt: asyncio.Task[Transcription] | None
+    ) -> None:
         status: TurnStatus = "completed"
         try:
             if stt is not None:
-                result = await stt
-                turn.usage.stt_audio_ms += result.audio_ms
+                turn.transcript_override = asyncio.get_running_loop().create_future()
+                await asyncio.wait({stt, turn.transcript_override}, return_when=asyncio.FIRST_COMPLETED)
                 turn.usage.providers["stt"] = _label(self.engines.stt.info)
-                text = result.text
+                if stt.done():
+                    result = stt.result()
+                    turn.usage.stt_audio_ms += result.audio_ms
+                    text = result.text
+                else:  # the STT budget ran out: answer the latest partial transcript
+                    text = turn.transcript_override.result()
+                    stt.add_done_callback(_meter_late_transcription(turn.usage))
                 source = "speech"
             else:
                 source = "text"
             turn.marks["transcript"] = self._clock()
             turn.user_text = (text or "").strip()
-            self._emit(TranscriptFinal(turn.id, turn.user_text, source))
+            self._emit_turn(turn, TranscriptFinal(turn.id, turn.user_text, source))
             if not turn.user_text:
                 status = "no_speech"
                 return
+            if not self.config.speculative_reply:
+                await turn.committed.wait()
             await self._reply(turn)
         except asyncio.CancelledError:
-            status = "cancelled" if turn.interrupt_reason == "cancel" else "interrupted"
             if stt is not None and not stt.done():
                 stt.cancel()
-            if turn.reply_started:
-                reason = turn.interrupt_reason or "cancel"
-                self._emit(Interrupted(turn.id, reason, turn.heard_text(self._clock())))
+            if turn.gave_up:
+                status = "failed"
+                await self._give_up(turn)
+            else:
+                status = "cancelled" if turn.interrupt_reason == "cancel" else "interrupted"
+                if turn.reply_started and turn.committed.is_set():
+                    reason = turn.interrupt_reason or "cancel"
+                    self._emit(Interrupted(turn.id, reason, turn.heard_text(self._clock())))
         except EngineError as exc:
             status = "failed"
             log.error("turn %s failed in an engine: %s", turn.id, exc)
-            self._emit(PipelineError("engine_error", "The tutor could not answer this turn.", turn.id))
+            failure = PipelineError("engine_error", "The tutor could not answer this turn.", turn.id)
+            self._emit_turn(turn, failure)
+            await turn.committed.wait()
+            await self._play_cached(turn, self._apology())
         finally:
             self._finish_turn(turn, status)
 
@@ -402,17 +499,29 @@ class VoicePipeline:
         self, turn: _Turn, request: GenerationRequest, pieces: asyncio.Queue[str | None]
     ) -> None:
         chunker = SentenceChunker()
+        emitted = 0
+        limit: int | None = None
         try:
             async for delta in self.engines.llm.stream(request):
                 turn.marks.setdefault("llm_first_token", self._clock())
                 turn.generated += delta
-                self._emit(ReplyTextDelta(turn.id, delta))
-                for piece in chunker.push(delta):
+                self._emit_turn(turn, ReplyTextDelta(turn.id, delta))
+                ready = chunker.push(delta)
+                if turn.shorten and limit is None:
+                    # Budget action "shorten": speak what there is now and end after one more piece.
+                    ready += [] if ready else chunker.flush()
+                    limit = emitted + len(ready) + 1
+                for piece in ready:
                     turn.marks.setdefault("first_sentence", self._clock())
                     pieces.put_nowait(piece)
-            for piece in chunker.flush():
-                turn.marks.setdefault("first_sentence", self._clock())
-                pieces.put_nowait(piece)
+                    emitted += 1
+                if limit is not None and emitted >= limit:
+                    request.cancel.set()
+                    break
+            else:
+                for piece in chunker.flush():
+                    turn.marks.setdefault("first_sentence", self._clock())
+                    pieces.put_nowait(piece)
         finally:
             turn.usage.llm_prompt_tokens = request.usage.prompt_tokens
             turn.usage.llm_completion_tokens = request.usage.completion_tokens
@@ -429,18 +538,24 @@ class VoicePipeline:
             announced = False
             async for audio in tts.synthesize(text, self.agent.persona.voice):
                 turn.marks.setdefault("tts_first_audio", self._clock())
-                ms = audio.duration_ms
-                piece.synthesized_ms += ms
-                turn.usage.tts_audio_ms += ms
-                if not turn.audio_started:
-                    turn.audio_started = True
-                    self._emit(ReplyAudioStarted(turn.id, audio.sample_rate))
-                if not announced:
-                    announced = True
-                    self._emit(ReplySentence(turn.id, text))
-                await self._send_paced(turn, piece, audio.pcm16, audio.sample_rate)
+                piece.synthesized_ms += audio.duration_ms
+                turn.usage.tts_audio_ms += audio.duration_ms
+                async with turn.send_lock:
+                    if not announced:
+                        announced = True
+                        self._announce(turn, text, audio.sample_rate)
+                    await self._send_paced(turn, piece, audio.pcm16, audio.sample_rate)
 
-    async def _send_paced(self, turn: _Turn, piece: _SpokenPiece, pcm16: bytes, sample_rate: int) -> None:
+    def _announce(self, turn: _Turn, text: str, sample_rate: int) -> None:
+        if not turn.audio_started:
+            turn.audio_started = True
+            self._emit_turn(turn, ReplyAudioStarted(turn.id, sample_rate))
+        self._emit_turn(turn, ReplySentence(turn.id, text))
+
+    async def _send_paced(
+        self, turn: _Turn, piece: _SpokenPiece | None, pcm16: bytes, sample_rate: int
+    ) -> None:
+        await turn.committed.wait()  # a speculative reply is ready, but waits for the turn's end
         chunk_bytes = sample_rate * self.config.audio_chunk_ms // 1000 * 2
         lead = self.config.playback_lead_ms / 1000
         for start in range(0, len(pcm16), chunk_bytes):
@@ -453,8 +568,18 @@ class VoicePipeline:
             chunk_s = len(chunk) / 2 / sample_rate
             # A client buffer that ran dry restarts playback now; otherwise audio queues behind.
             turn.play_end = max(turn.play_end, now) + chunk_s
-            piece.sent_ms += round(chunk_s * 1000)
+            if piece is not None:
+                piece.sent_ms += round(chunk_s * 1000)
             self._emit(ReplyAudio(turn.id, chunk, sample_rate))
+
+    async def _play_cached(self, turn: _Turn, speech: CachedSpeech | None) -> None:
+        """Speak a pre-synthesised phrase (filler or apology); not part of the tutor's answer."""
+        if speech is None:
+            return
+        async with turn.send_lock:
+            self._announce(turn, speech.text, speech.sample_rate)
+            await self._send_paced(turn, None, speech.pcm16, speech.sample_rate)
+        await self._until_played(turn)
 
     async def _until_played(self, turn: _Turn) -> None:
         """Stay interruptible until the student has heard the end of the reply."""
@@ -462,7 +587,69 @@ class VoicePipeline:
         if remaining > 0:
             await asyncio.sleep(remaining)
 
+    # ---------------------------------------------------------------------------------- budgets
+
+    async def _watch_budgets(self, turn: _Turn) -> None:
+        """Act on deadlines while the turn runs, until its first real audio is out."""
+        policy = self.config.budgets
+        while turn.task is not None and not turn.task.done():
+            marks = turn.marks
+            if "tts_first_audio" in marks and "first_audio_sent" in marks:
+                return
+            now = self._clock()
+            for stage, (start, end) in STAGE_MARKS.items():
+                if stage == "endpointing" or start not in marks or end in marks:
+                    continue
+                elapsed_ms = round((now - marks[start]) * 1000)
+                budget = policy.stages.get(stage)
+                if budget and elapsed_ms > budget.ms and not any(m.stage == stage for m in turn.misses):
+                    miss = BudgetMiss(turn.id, stage, budget.ms, elapsed_ms, budget.action.value)
+                    turn.misses.append(miss)
+                    self._emit(miss)
+                    self._act(turn, stage, budget.action)
+                if stage != "voice_to_voice" and elapsed_ms > policy.stall_ms:
+                    log.warning("turn %s stalled in %s after %d ms; giving up", turn.id, stage, elapsed_ms)
+                    turn.gave_up = stage
+                    turn.interrupt_reason = None
+                    if turn.request is not None:
+                        turn.request.cancel.set()
+                    turn.task.cancel()
+                    return
+            await asyncio.sleep(0.02)
+
+    def _act(self, turn: _Turn, stage: str, action: BudgetAction) -> None:
+        if action is BudgetAction.FILLER and not turn.audio_started:
+            filler = self.engines.fillers.filler(self.agent.persona.voice) if self.engines.fillers else None
+            task = asyncio.get_running_loop().create_task(self._play_cached(turn, filler))
+            turn.side_tasks.append(task)
+        elif action is BudgetAction.PARTIAL_TRANSCRIPT:
+            partial = turn.listening.latest_partial if turn.listening else ""
+            override = turn.transcript_override
+            if partial and override is not None and not override.done():
+                override.set_result(partial)
+        elif action is BudgetAction.SHORTEN:
+            turn.shorten = True
+
+    def _apology(self) -> CachedSpeech | None:
+        return self.engines.fillers.apology(self.agent.persona.voice) if self.engines.fillers else None
+
+    async def _give_up(self, turn: _Turn) -> None:
+        self._emit(PipelineError("engine_timeout", f"The tutor took too long ({turn.gave_up}).", turn.id))
+        for task in turn.side_tasks:
+            task.cancel()
+        turn.send_lock = asyncio.Lock()  # a cancelled sender may have died holding the old one
+        await self._play_cached(turn, self._apology())
+
+    # ------------------------------------------------------------------------------ bookkeeping
+
     def _finish_turn(self, turn: _Turn, status: TurnStatus) -> None:
+        for task in turn.side_tasks:
+            task.cancel()
+        if turn.discarded:
+            # Never shown as a turn, never remembered, but what it consumed is metered.
+            if turn.listening is not None:
+                turn.listening.speculative_usage.add(turn.usage)
+            return
         if self._active is turn:
             self._active = None
         now = self._clock()
@@ -475,13 +662,19 @@ class VoicePipeline:
         if turn.user_text:
             self.agent.remember(turn.user_text, heard)
         latency = self._latency(turn)
-        misses = tuple(
-            BudgetMiss(stage.removesuffix("_ms"), budget, latency[stage])
-            for stage, budget in self.config.budgets_ms.items()
-            if stage in latency and latency[stage] > budget
-        )
+        misses = list(turn.misses)
+        for stage, budget in self.config.budgets.stages.items():
+            actual = latency.get(f"{stage}_ms")
+            if actual is not None and actual > budget.ms and not any(m.stage == stage for m in misses):
+                misses.append(BudgetMiss(turn.id, stage, budget.ms, actual, BudgetAction.NONE.value))
+        if turn.listening is not None:
+            spent = turn.listening.speculative_usage
+            turn.usage.stt_partial_audio_ms += spent.stt_partial_audio_ms
+            spent.stt_partial_audio_ms = 0
+            if spent != TurnUsage():
+                turn.usage.speculative = spent
         self.usage_total.add(turn.usage)
-        self._emit(TurnDone(turn.id, status, turn.user_text, heard, latency, turn.usage, misses))
+        self._emit(TurnDone(turn.id, status, turn.user_text, heard, latency, turn.usage, tuple(misses)))
 
     def _latency(self, turn: _Turn) -> dict[str, int]:
         marks = turn.marks
@@ -524,6 +717,14 @@ class VoicePipeline:
                 turn = self._active
                 if turn is not None and turn.id == event.turn_id:
                     turn.marks.setdefault("first_audio_sent", self._clock())
+
+
+def _meter_late_transcription(usage: TurnUsage) -> Callable[[asyncio.Task[Transcription]], None]:
+    def account(done: asyncio.Task[Transcription]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            usage.stt_audio_ms += done.result().audio_ms
+
+    return account
 
 
 def _label(info: object) -> str:

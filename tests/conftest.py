@@ -118,3 +118,15 @@ def assert_valid(server_message_validator: jsonschema.Draft202012Validator):
             assert not errors, f"{message.get('type')} violates the published schema: {errors[0].message}"
 
     return check
+
+
+@pytest.fixture(scope="session")
+async def real_engines():
+    """The embedded engines loaded in-process once, for pipeline tests that wrap them."""
+    from voice_server.engines import EngineHub
+    from voice_server.settings import Settings
+
+    hub = EngineHub(Settings())
+    engines = await hub.load(progress=lambda _: None)
+    yield engines
+    await hub.aclose()

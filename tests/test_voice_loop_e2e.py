@@ -50,7 +50,7 @@ async def test_student_speaks_and_tutor_answers_in_a_voice(
         assert done.status == "completed"
         # The turn's usage is exact and attributed to the engines that did the work.
         assert done.usage["stt_audio_ms"] > 0 and done.usage["llm_completion_tokens"] > 0
-        assert done.usage["tts_audio_ms"] >= result.reply_audio_ms - 50
+        assert done.usage["tts_chars"] > 0 and done.usage["tts_audio_ms"] > 0
         assert set(done.usage["providers"]) == {"stt", "llm", "tts"}
         assert done.latency["voice_to_voice_ms"] > 0
 

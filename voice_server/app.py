@@ -8,10 +8,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from voice_server import __version__
 from voice_server.engines import EngineHub
+from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import protocol_schema
 from voice_server.settings import Settings
 from voice_server.ws_transport import SessionCounter, serve_websocket
@@ -21,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
     settings = settings or Settings()
-    hub = EngineHub(settings)
+    metrics = VoiceMetrics()
+    hub = EngineHub(settings, on_fallback=metrics.fallback)
     counter = SessionCounter(settings.limits.max_sessions)
     schema = protocol_schema()
 
@@ -47,6 +50,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app = FastAPI(title="Convergio Voice", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.hub = hub
+    app.state.metrics = metrics
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -64,8 +68,12 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     async def protocol_json() -> JSONResponse:
         return JSONResponse(schema)
 
+    @app.get("/metrics", tags=["ops"])
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, settings, hub, counter)
+        await serve_websocket(websocket, settings, hub, counter, metrics)
 
     return app

@@ -31,9 +31,10 @@ def _serve(args: argparse.Namespace) -> int:
     turn = settings.turn.model_copy(
         update={"end_of_turn_silence_ms": args.end_of_turn_ms} if args.end_of_turn_ms else {}
     )
-    budgets = settings.budgets.model_copy(
-        update={"voice_to_voice_ms": args.budget_v2v_ms} if args.budget_v2v_ms else {}
-    )
+    budgets = settings.budgets
+    if args.budget_v2v_ms:
+        v2v = budgets.voice_to_voice.model_copy(update={"ms": args.budget_v2v_ms})
+        budgets = budgets.model_copy(update={"voice_to_voice": v2v})
     settings = settings.model_copy(update={"engines": engines, "turn": turn, "budgets": budgets})
     if settings.default_persona not in PERSONAS:
         print(f"unknown persona {settings.default_persona!r}; known: {', '.join(PERSONAS)}", file=sys.stderr)

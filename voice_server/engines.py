@@ -6,9 +6,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from models.base import ChatMessage
+from models.fallback import FallbackHook, FallbackLLM, FallbackSTT, FallbackTTS
 from models.registry import spec_for
+from pipelines.fillers import FillerCache
 from pipelines.personas import PERSONAS
 from pipelines.voice_pipeline import Engines
 from voice_server.settings import Settings
@@ -31,8 +34,9 @@ def _engine_options(kind: str, settings: Settings) -> dict[str, object]:
 class EngineHub:
     """Owns the shared engines. `ready` turns true once all are loaded and warm."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, on_fallback: FallbackHook | None = None) -> None:
         self.settings = settings
+        self.on_fallback = on_fallback
         self.engines: Engines | None = None
         self.error: str | None = None
         self._ready = asyncio.Event()
@@ -61,14 +65,18 @@ class EngineHub:
                 # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
                 loaded[kind] = await asyncio.to_thread(spec.load, **_engine_options(kind, self.settings))
                 say(f"[{step}/5] {kind} ready in {time.perf_counter() - started:.1f} s")
+            loaded = await self._chain(loaded, say)
             engines = Engines(**loaded)  # type: ignore[arg-type]
-            say("[5/5] warming up (first transcription, persona prompts, first voice) ...")
+            say("[5/5] warming up (first transcription, persona prompts, first voice, fillers) ...")
             started = time.perf_counter()
             await engines.stt.warm_up()
             # llama.cpp keeps one prompt prefix in its KV cache: make it the default persona's.
             persona = PERSONAS[self.settings.default_persona]
             await engines.llm.warm_up([[ChatMessage("system", persona.system_prompt)]])
             await engines.tts.warm_up()
+            fillers = FillerCache()
+            await fillers.prepare(engines.tts, [p.voice for p in PERSONAS.values()])
+            engines = replace(engines, fillers=fillers)
             say(f"[5/5] warm in {time.perf_counter() - started:.1f} s")
         except Exception as exc:
             self.error = str(exc)
@@ -76,6 +84,25 @@ class EngineHub:
         self.engines = engines
         self._ready.set()
         return engines
+
+    async def _chain(self, loaded: dict[str, object], say: Progress) -> dict[str, object]:
+        """Wrap an engine in a fallback chain when a fallback engine is configured for its kind."""
+        e = self.settings.engines
+        chains = {"stt": (e.stt_fallback, FallbackSTT), "llm": (e.llm_fallback, FallbackLLM),
+                  "tts": (e.tts_fallback, FallbackTTS)}
+        for kind, (name, chain) in chains.items():
+            if not name:
+                continue
+            spec = spec_for(kind, name)
+            say(f"      loading {kind} fallback: {spec.description} ...")
+            fallback = await asyncio.to_thread(spec.load, **_engine_options(kind, self.settings))
+            loaded[kind] = chain(
+                [loaded[kind], fallback],
+                first_output_timeout_s=e.attempt_timeout_ms / 1000,
+                idle_timeout_s=e.idle_timeout_ms / 1000,
+                on_fallback=self.on_fallback,
+            )
+        return loaded
 
     async def aclose(self) -> None:
         if self.engines is None:

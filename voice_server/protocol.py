@@ -44,6 +44,14 @@ class TurnOptions(_Message):
     )
 
 
+class BudgetOverride(_Message):
+    ms: int = Field(ge=1, le=60_000)
+    action: Literal["none", "filler", "partial_transcript", "shorten", "fallback"] | None = None
+
+
+BudgetStage = Literal["stt", "llm_first_token", "first_sentence", "tts_first_audio", "voice_to_voice"]
+
+
 class SessionStart(_Message):
     type: Literal["session.start"]
     protocol_version: Literal[1] = PROTOCOL_VERSION
@@ -51,6 +59,9 @@ class SessionStart(_Message):
     input_audio: InputAudioFormat = InputAudioFormat()
     output_audio: OutputAudioRequest = OutputAudioRequest()
     turn: TurnOptions = TurnOptions()
+    budgets: dict[BudgetStage, BudgetOverride] = Field(
+        default_factory=dict, description="Per-session deadlines; unset stages keep the server's"
+    )
 
 
 class InputText(_Message):
@@ -165,9 +176,12 @@ class ReplyAudioDoneMsg(_Message):
 
 
 class ReplyInterruptedMsg(_Message):
+    """The reply stopped. `student_continued`: the student went on talking before hearing any of
+    it, so the same turn continues (expect speech.started and a new transcript.final for it)."""
+
     type: Literal["reply.interrupted"] = "reply.interrupted"
     turn_id: str
-    reason: Literal["barge_in", "cancel", "text_input", "session_end"]
+    reason: Literal["barge_in", "cancel", "text_input", "session_end", "student_continued"]
     heard_text: str = Field(description="What the student was sent before the cut; kept in memory")
 
 
@@ -184,7 +198,8 @@ class Latency(_Message):
 
 
 class Usage(_Message):
-    """Exact integer units; nothing is rounded here."""
+    """Exact integer units; nothing is rounded here. `speculative` is work started for this turn
+    and discarded because the student kept talking: metered, but not part of the answer."""
 
     stt_audio_ms: int = Field(ge=0)
     stt_partial_audio_ms: int = Field(ge=0)
@@ -193,12 +208,25 @@ class Usage(_Message):
     tts_chars: int = Field(ge=0)
     tts_audio_ms: int = Field(ge=0)
     providers: dict[str, str]
+    speculative: Usage | None = None
 
 
 class BudgetMissMsg(_Message):
     stage: str
     budget_ms: int
-    actual_ms: int
+    elapsed_ms: int
+    action: str
+
+
+class BudgetExceededMsg(_Message):
+    """Sent the moment a stage overruns its deadline, with the action the server took."""
+
+    type: Literal["budget.exceeded"] = "budget.exceeded"
+    turn_id: str
+    stage: str
+    budget_ms: int
+    elapsed_ms: int
+    action: Literal["none", "filler", "partial_transcript", "shorten", "fallback"]
 
 
 class TurnDoneMsg(_Message):
@@ -233,6 +261,7 @@ ErrorCode = Literal[
     "server_not_ready",
     "server_busy",
     "engine_error",
+    "engine_timeout",
     "internal_error",
 ]
 
@@ -257,6 +286,7 @@ ServerMessage = Annotated[
     | ReplyAudioStartedMsg
     | ReplyAudioDoneMsg
     | ReplyInterruptedMsg
+    | BudgetExceededMsg
     | TurnDoneMsg
     | SessionEndedMsg
     | ErrorMsg,

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from pipelines.agent import TutorAgent
 from pipelines.audio import PIPELINE_SAMPLE_RATE, SUPPORTED_INPUT_RATES, PcmResampler
 from pipelines.frames import (
+    BudgetMiss,
     Interrupted,
     PipelineError,
     PipelineEvent,
@@ -39,7 +40,7 @@ from pipelines.turn_detection import TurnDetectorConfig
 from pipelines.voice_pipeline import PipelineConfig, VoicePipeline
 from voice_server import __version__, protocol
 from voice_server.engines import EngineHub
-from voice_server.settings import Settings
+from voice_server.settings import Settings, StageBudgetSettings
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,16 @@ SendBytes = Callable[[bytes], Awaitable[None]]
 
 class ProtocolSession:
     def __init__(
-        self, settings: Settings, hub: EngineHub, send_json: SendJson, send_bytes: SendBytes
+        self,
+        settings: Settings,
+        hub: EngineHub,
+        send_json: SendJson,
+        send_bytes: SendBytes,
+        *,
+        observe: Callable[[PipelineEvent], None] | None = None,
     ) -> None:
         self.settings = settings
+        self._observe = observe
         self.hub = hub
         self._send_json = send_json
         self._send_bytes = send_bytes
@@ -164,7 +172,15 @@ class ProtocolSession:
             ),
             partial_interval_ms=turn.partial_interval_ms,
             playback_lead_ms=self.settings.playback_lead_ms,
-            budgets_ms=self.settings.budgets.model_dump(),
+            budgets=self.settings.budgets.policy(
+                {
+                    stage: StageBudgetSettings(
+                        ms=o.ms, action=o.action or getattr(self.settings.budgets, stage).action
+                    )
+                    for stage, o in start.budgets.items()
+                }
+            ),
+            speculative_reply=turn.speculative_reply,
         )
         agent = TutorAgent(persona=_with_reply_limit(persona, self.settings.max_reply_tokens))
         self._in_resampler = PcmResampler(start.input_audio.sample_rate, PIPELINE_SAMPLE_RATE)
@@ -233,6 +249,8 @@ class ProtocolSession:
     # ---------------------------------------------------------------------------------- output
 
     async def _on_event(self, event: PipelineEvent) -> None:
+        if self._observe is not None:
+            self._observe(event)
         if isinstance(event, ReplyAudio):
             if self._out_resampler is None or self._out_resampler.in_rate != event.sample_rate:
                 self._out_resampler = PcmResampler(event.sample_rate, self._out_rate)
@@ -275,7 +293,16 @@ def _to_message(event: PipelineEvent, out_rate: int) -> Any:
                 reply_text=event.reply_text,
                 latency=protocol.Latency(**event.latency_ms),
                 usage=_usage(event.usage),
-                budget_misses=[protocol.BudgetMissMsg(**asdict(m)) for m in event.budget_misses],
+                budget_misses=[
+                    protocol.BudgetMissMsg(
+                        stage=m.stage, budget_ms=m.budget_ms, elapsed_ms=m.elapsed_ms, action=m.action
+                    )
+                    for m in event.budget_misses
+                ],
+            )
+        case BudgetMiss(turn_id, stage, budget_ms, elapsed_ms, action):
+            return protocol.BudgetExceededMsg(
+                turn_id=turn_id, stage=stage, budget_ms=budget_ms, elapsed_ms=elapsed_ms, action=action
             )
         case PipelineError(code, message, turn_id):
             return protocol.ErrorMsg(code=code, message=message, turn_id=turn_id)  # type: ignore[arg-type]
@@ -283,7 +310,7 @@ def _to_message(event: PipelineEvent, out_rate: int) -> Any:
 
 
 def _usage(usage: TurnUsage) -> protocol.Usage:
-    return protocol.Usage(**asdict(usage))
+    return protocol.Usage.model_validate(asdict(usage))
 
 
 def _with_reply_limit(persona: Persona, max_tokens: int) -> Persona:

@@ -8,12 +8,20 @@ from __future__ import annotations
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipelines.budgets import ALLOWED_ACTIONS, BudgetAction, BudgetPolicy, StageBudget
+
 
 class EngineSettings(BaseModel):
     vad: str = "webrtcvad"
     stt: str = "faster-whisper"
     llm: str = "llama-cpp"
     tts: str = "piper"
+    # Optional second engine per kind; the first is then tried with attempt timeouts.
+    stt_fallback: str | None = None
+    llm_fallback: str | None = None
+    tts_fallback: str | None = None
+    attempt_timeout_ms: int = Field(1500, ge=50)  # for an attempt's first output
+    idle_timeout_ms: int = Field(2000, ge=50)  # between outputs of a streaming attempt
     vad_aggressiveness: int = Field(2, ge=0, le=3)
     # Thread plan for two cores: see FIELD-NOTES (llama.cpp spin-waits against the others).
     stt_threads: int = Field(2, ge=1)
@@ -28,6 +36,7 @@ class TurnSettings(BaseModel):
     end_of_turn_silence_ms: int = Field(600, ge=150, le=5000)
     speculation_silence_ms: int = Field(240, ge=90, le=5000)
     partial_interval_ms: int = Field(900, ge=0, le=10_000)
+    speculative_reply: bool = True
 
     @model_validator(mode="after")
     def _speculation_first(self) -> TurnSettings:
@@ -42,15 +51,41 @@ class LimitSettings(BaseModel):
     max_sessions: int = Field(16, ge=1)
 
 
-class BudgetSettings(BaseModel):
-    """Deadlines in ms. A miss is recorded on the turn (and, later, acted on)."""
+class StageBudgetSettings(BaseModel):
+    ms: int = Field(ge=1, le=60_000)
+    action: BudgetAction = BudgetAction.NONE
 
-    endpointing_ms: int = 800
-    stt_ms: int = 600
-    llm_first_token_ms: int = 500
-    first_sentence_ms: int = 800
-    tts_first_audio_ms: int = 400
-    voice_to_voice_ms: int = 1200
+
+def _stage(ms: int, action: BudgetAction = BudgetAction.NONE) -> StageBudgetSettings:
+    return StageBudgetSettings(ms=ms, action=action)
+
+
+class BudgetSettings(BaseModel):
+    """Deadlines in ms and what to do the moment one is missed (see pipelines/budgets.py).
+
+    Example: CONVERGIO_BUDGETS__LLM_FIRST_TOKEN__MS=500, ..._ACTION=filler.
+    """
+
+    endpointing: StageBudgetSettings = _stage(900)
+    stt: StageBudgetSettings = _stage(700, BudgetAction.PARTIAL_TRANSCRIPT)
+    llm_first_token: StageBudgetSettings = _stage(700, BudgetAction.FILLER)
+    first_sentence: StageBudgetSettings = _stage(900, BudgetAction.SHORTEN)
+    tts_first_audio: StageBudgetSettings = _stage(600, BudgetAction.FILLER)
+    voice_to_voice: StageBudgetSettings = _stage(1500, BudgetAction.FILLER)
+    stall_ms: int = Field(8000, ge=100)
+
+    def policy(self, overrides: dict[str, StageBudgetSettings] | None = None) -> BudgetPolicy:
+        stages = {
+            name: StageBudget(budget.ms, budget.action)
+            for name in ALLOWED_ACTIONS
+            if (budget := (overrides or {}).get(name) or getattr(self, name)) is not None
+        }
+        return BudgetPolicy(stages=stages, stall_ms=self.stall_ms)
+
+    @model_validator(mode="after")
+    def _actions_fit_stages(self) -> BudgetSettings:
+        self.policy()  # raises with a clear message for an action a stage cannot take
+        return self
 
 
 class Settings(BaseSettings):

@@ -12,6 +12,7 @@ from starlette.websockets import WebSocketState
 
 from voice_server import protocol
 from voice_server.engines import EngineHub
+from voice_server.metrics import VoiceMetrics
 from voice_server.session import ProtocolSession
 from voice_server.settings import Settings
 
@@ -27,7 +28,11 @@ class SessionCounter:
 
 
 async def serve_websocket(
-    websocket: WebSocket, settings: Settings, hub: EngineHub, counter: SessionCounter
+    websocket: WebSocket,
+    settings: Settings,
+    hub: EngineHub,
+    counter: SessionCounter,
+    metrics: VoiceMetrics,
 ) -> None:
     await websocket.accept()
     send_lock = asyncio.Lock()
@@ -52,7 +57,8 @@ async def serve_websocket(
         return
 
     counter.active += 1
-    session = ProtocolSession(settings, hub, send_json, send_bytes)
+    metrics.active_sessions.inc()
+    session = ProtocolSession(settings, hub, send_json, send_bytes, observe=metrics.observe)
     reason = "client"
     try:
         await session.start()
@@ -71,6 +77,7 @@ async def serve_websocket(
         log.exception("websocket session failed")
     finally:
         counter.active -= 1
+        metrics.active_sessions.dec()
         with contextlib.suppress(Exception):
             await session.close(reason)
         if websocket.application_state is WebSocketState.CONNECTED:

@@ -1,0 +1,170 @@
+"""Budgets act while a turn runs, and fallback chains take over from failing or silent engines.
+
+The engines are the real embedded ones, wrapped to be slow, stalled or broken on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from models.fallback import FallbackLLM, FallbackSTT, FallbackTTS
+from pipelines.agent import TutorAgent
+from pipelines.budgets import APOLOGY, FILLERS, BudgetAction, BudgetPolicy, StageBudget
+from pipelines.frames import (
+    BudgetMiss,
+    PipelineError,
+    ReplyAudio,
+    ReplySentence,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnDone,
+)
+from pipelines.personas import PERSONAS
+from pipelines.voice_pipeline import PipelineConfig, VoicePipeline
+from tests.wrappers import SlowLLM, SlowSTT, SlowTTS
+
+pytestmark = pytest.mark.models
+
+
+def _policy(stage: str, ms: int, action: BudgetAction, stall_ms: int = 8000) -> BudgetPolicy:
+    # Only the stage under test has a budget, so nothing else interferes.
+    return BudgetPolicy(stages={stage: StageBudget(ms, action)}, stall_ms=stall_ms)
+
+
+class Session:
+    def __init__(self, engines, policy: BudgetPolicy, **config) -> None:
+        self.events: list = []
+        self.pipeline = VoicePipeline(
+            engines, TutorAgent(PERSONAS["maths"]), self._sink,
+            PipelineConfig(budgets=policy, playback_lead_ms=5000, **config),
+        )
+
+    async def _sink(self, event) -> None:
+        self.events.append(event)
+
+    async def ask(self, text: str, timeout: float = 60) -> TurnDone:
+        start = len(self.events)
+        await self.pipeline.submit_text(text)
+        return await self.done_after(start, timeout)
+
+    async def done_after(self, start: int, timeout: float = 60) -> TurnDone:
+        for _ in range(int(timeout / 0.02)):
+            done = [e for e in self.events[start:] if isinstance(e, TurnDone)]
+            if done:
+                return done[-1]
+            await asyncio.sleep(0.02)
+        raise AssertionError("turn did not finish")
+
+    def of(self, kind, start: int = 0) -> list:
+        return [e for e in self.events[start:] if isinstance(e, kind)]
+
+    def spoken(self, start: int = 0) -> list[str]:
+        return [e.text for e in self.of(ReplySentence, start)]
+
+
+async def test_slow_first_token_plays_a_filler_then_the_answer(real_engines):
+    engines = replace(real_engines, llm=SlowLLM(real_engines.llm, first_delay_s=1.2))
+    session = Session(engines, _policy("llm_first_token", 300, BudgetAction.FILLER))
+    done = await session.ask("What is a fraction?")
+    miss = session.of(BudgetMiss)[0]
+    assert (miss.stage, miss.action) == ("llm_first_token", "filler")
+    spoken = session.spoken()
+    assert spoken[0] in FILLERS and len(spoken) > 1  # the student heard the filler, then the answer
+    assert done.status == "completed" and done.reply_text
+    assert FILLERS[0] not in done.reply_text  # the filler is not part of the tutor's answer
+    assert done.latency_ms["voice_to_voice_ms"] < 1200  # filler audio went out long before the answer
+    # The session stays usable: the next turn, on a healthy engine, has no miss.
+    session.pipeline.engines = real_engines
+    start = len(session.events)
+    assert (await session.ask("And a decimal?")).status == "completed"
+    assert not session.of(BudgetMiss, start)
+    await session.pipeline.aclose()
+
+
+async def test_slow_speech_to_text_answers_the_partial_transcript(real_engines, speech_clips: Path):
+    engines = replace(real_engines, stt=SlowSTT(real_engines.stt, final_delay_s=4))
+    session = Session(engines, _policy("stt", 300, BudgetAction.PARTIAL_TRANSCRIPT), partial_interval_ms=600)
+    with wave.open(str(speech_clips / "librispeech_1272-128104-0000.16k.wav")) as wav:
+        pcm = wav.readframes(wav.getnframes())
+    pcm += bytes(32_000)  # 1 s of silence ends the turn
+    for i in range(0, len(pcm), 640):
+        session.pipeline.push_audio(pcm[i : i + 640])
+        await asyncio.sleep(0.02)
+    done = await session.done_after(0)
+    miss = session.of(BudgetMiss)[0]
+    assert (miss.stage, miss.action) == ("stt", "partial_transcript")
+    partials = [e.text for e in session.of(TranscriptPartial)]
+    final = session.of(TranscriptFinal)[0]
+    assert partials and final.text == partials[-1]
+    assert done.status == "completed" and done.reply_text
+    await session.pipeline.aclose()
+
+
+async def test_slow_generation_shortens_the_answer(real_engines):
+    slow = SlowLLM(real_engines.llm, token_delay_s=0.12)
+    session = Session(replace(real_engines, llm=slow), _policy("first_sentence", 200, BudgetAction.SHORTEN))
+    done = await session.ask("Tell me everything about the water cycle.")
+    assert [(m.stage, m.action) for m in session.of(BudgetMiss)] == [("first_sentence", "shorten")]
+    assert 1 <= len(session.spoken()) <= 2
+    assert done.usage.llm_completion_tokens < 64  # stopped early, and metered as generated
+    await session.pipeline.aclose()
+
+
+async def test_slow_voice_plays_the_cached_filler(real_engines):
+    engines = replace(real_engines, tts=SlowTTS(real_engines.tts, first_delay_s=1.5))
+    session = Session(engines, _policy("tts_first_audio", 200, BudgetAction.FILLER))
+    done = await session.ask("What is seven times six?")
+    assert [(m.stage, m.action) for m in session.of(BudgetMiss)] == [("tts_first_audio", "filler")]
+    assert session.spoken()[0] in FILLERS
+    assert done.status == "completed"
+    await session.pipeline.aclose()
+
+
+async def test_a_stalled_engine_gets_an_apology_not_silence(real_engines):
+    engines = replace(real_engines, llm=SlowLLM(real_engines.llm, stall=True))
+    session = Session(engines, _policy("voice_to_voice", 400, BudgetAction.FILLER, stall_ms=1500))
+    done = await session.ask("Are you there?")
+    assert done.status == "failed"
+    assert [e.code for e in session.of(PipelineError)] == ["engine_timeout"]
+    spoken = session.spoken()
+    assert spoken[0] in FILLERS and spoken[-1] == APOLOGY  # never silence
+    assert sum(len(e.pcm16) for e in session.of(ReplyAudio)) > 0
+    session.pipeline.engines = real_engines
+    assert (await session.ask("Hello again.")).status == "completed"
+    await session.pipeline.aclose()
+
+
+@pytest.mark.parametrize("broken", ["fails", "goes_silent"])
+async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, broken):
+    first = SlowLLM(real_engines.llm, fail=broken == "fails", stall=broken == "goes_silent")
+    failures: list[str] = []
+    chain = FallbackLLM([first, real_engines.llm], first_output_timeout_s=0.5, idle_timeout_s=2,
+                        on_fallback=lambda kind, failed, nxt, reason: failures.append(reason))
+    session = Session(replace(real_engines, llm=chain),
+                      _policy("llm_first_token", 2500, BudgetAction.FILLER))
+    done = await session.ask("What is two plus three?")
+    assert done.status == "completed" and done.reply_text
+    assert failures == ["error" if broken == "fails" else "timeout"]
+    assert not session.of(BudgetMiss)  # the chain answered within the budget
+    await session.pipeline.aclose()
+
+
+async def test_tts_and_stt_fallback_chains(real_engines, speech_clips: Path):
+    tts = FallbackTTS([SlowTTS(real_engines.tts, fail=True), real_engines.tts],
+                      first_output_timeout_s=1, idle_timeout_s=2)
+    chunks = [c async for c in tts.synthesize("Hello there.", PERSONAS["maths"].voice)]
+    assert sum(len(c.pcm16) for c in chunks) > 0
+
+    stt = FallbackSTT([SlowSTT(real_engines.stt, final_delay_s=30), real_engines.stt],
+                      first_output_timeout_s=0.5, idle_timeout_s=1)
+    import numpy as np
+
+    with wave.open(str(speech_clips / "LJ001-0002.16k.wav")) as wav:
+        audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768
+    result = await stt.transcribe(audio)
+    assert "modern" in result.text.lower()

@@ -1,0 +1,68 @@
+"""A learner who pauses mid-sentence is not cut off, and the work started in the pause is metered."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from latency_bench.client import Clip, VoiceClient, load_clip, speech_end_ms
+from latency_bench.wer import word_error_rate
+
+pytestmark = pytest.mark.models
+
+CLIP = "librispeech_1272-128104-0000.16k.wav"
+PAUSE_MS = 1000
+PATIENCE_MS = 1600  # this learner's end-of-turn silence: longer than the pause
+
+
+def _with_pause(clip: Clip) -> Clip:
+    """Insert silence at the quietest 30 ms frame near the middle (a gap between words)."""
+    samples = np.frombuffer(clip.pcm16, dtype="<i2")
+    frame = clip.sample_rate * 30 // 1000
+    middle = len(samples) // 2
+    starts = range(middle - 40 * frame, middle + 40 * frame, frame)
+    cut = min(starts, key=lambda s: float(np.abs(samples[s : s + frame].astype(np.int32)).mean()))
+    silence = np.zeros(clip.sample_rate * PAUSE_MS // 1000, dtype="<i2")
+    pcm = np.concatenate([samples[:cut], silence, samples[cut:]]).tobytes()
+    return Clip("paused-" + clip.name, pcm, clip.sample_rate, speech_end_ms(pcm, clip.sample_rate))
+
+
+async def test_a_mid_sentence_pause_yields_one_whole_turn(server, speech_clips: Path, speech_manifest,
+                                                         assert_valid):
+    entry = next((e for e in speech_manifest if e["file"] == CLIP), speech_manifest[0])
+    clip = _with_pause(load_clip(speech_clips / entry["file"]))
+    async with VoiceClient(server.ws_url, end_of_turn_silence_ms=PATIENCE_MS) as client:
+        result = await client.play_clip(clip)
+    assert_valid(client.messages)
+    types = [m["type"] for m in client.messages]
+
+    assert types.count("speech.started") == 1 and types.count("transcript.final") == 1
+    assert types.count("turn.done") == 1  # the discarded speculation is never shown as a turn
+    assert word_error_rate([entry["transcript"]], [result.transcript]) < 0.25
+    # No reply audio before the end of the turn was confirmed.
+    assert types.index("reply.audio.started") > types.index("speech.stopped")
+    assert client.stray_audio_bytes == 0
+    done = next(m for m in client.messages if m["type"] == "turn.done")
+    speculative = done["usage"]["speculative"]
+    assert speculative is not None, "the speculation in the pause was not metered"
+    assert speculative["stt_audio_ms"] > 0 and speculative["llm_prompt_tokens"] > 0
+    assert done["status"] == "completed" and result.reply_audio_ms > 500
+
+
+def test_metrics_expose_latency_histograms_and_counters_after_real_turns(server):
+    # Runs after the end-to-end turns on the same server.
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=5) as response:
+        text = response.read().decode()
+    count = re.search(r"^convergio_voice_to_voice_seconds_count (\S+)$", text, re.M)
+    assert count and float(count.group(1)) >= 1
+    for stage in ("endpointing", "stt", "llm_first_token", "first_sentence", "tts_first_audio"):
+        assert f'convergio_stage_latency_seconds_bucket{{le="0.5",stage="{stage}"}}' in text
+    assert re.search(r'^convergio_turns_total\{status="completed"\} [1-9]', text, re.M)
+    for name in ("convergio_active_sessions", "convergio_budget_misses_total",
+                 "convergio_engine_errors_total", "convergio_engine_fallbacks_total",
+                 "process_resident_memory_bytes"):
+        assert f"# HELP {name}" in text

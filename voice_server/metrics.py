@@ -1,0 +1,64 @@
+"""Prometheus metrics, one registry per app (so tests can run several apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+
+from models.base import EngineInfo
+from pipelines.frames import BudgetMiss, PipelineError, PipelineEvent, TurnDone
+
+_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+
+class VoiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self.stage_latency = Histogram(
+            "convergio_stage_latency_seconds", "Latency of each stage of a turn", ["stage"],
+            buckets=_BUCKETS, registry=r,
+        )
+        self.voice_to_voice = Histogram(
+            "convergio_voice_to_voice_seconds", "End of student speech to first reply audio sent",
+            buckets=_BUCKETS, registry=r,
+        )
+        self.budget_misses = Counter(
+            "convergio_budget_misses_total", "Stages that overran their budget, by action taken",
+            ["stage", "action"], registry=r,
+        )
+        self.turns = Counter("convergio_turns_total", "Finished turns by status", ["status"], registry=r)
+        self.active_sessions = Gauge("convergio_active_sessions", "Open voice sessions", registry=r)
+        self.engine_errors = Counter(
+            "convergio_engine_errors_total", "Turns an engine failed or stalled", ["code"], registry=r
+        )
+        self.engine_fallbacks = Counter(
+            "convergio_engine_fallbacks_total", "Attempts handed to the next engine of a chain",
+            ["kind", "failed", "next", "reason"], registry=r,
+        )
+
+    def observe(self, event: PipelineEvent) -> None:
+        if isinstance(event, TurnDone):
+            self.turns.labels(event.status).inc()
+            for key, ms in event.latency_ms.items():
+                if key == "voice_to_voice_ms":
+                    self.voice_to_voice.observe(ms / 1000)
+                else:
+                    self.stage_latency.labels(key.removesuffix("_ms")).observe(ms / 1000)
+        elif isinstance(event, BudgetMiss):
+            self.budget_misses.labels(event.stage, event.action).inc()
+        elif isinstance(event, PipelineError) and event.code.startswith("engine_"):
+            self.engine_errors.labels(event.code).inc()
+
+    def fallback(self, kind: str, failed: EngineInfo, following: EngineInfo, reason: str) -> None:
+        self.engine_fallbacks.labels(kind, failed.provider, following.provider, reason).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
