@@ -28,8 +28,11 @@ class ServerSampler:
         self.metrics_url = f"{scheme}://{parts.netloc}/metrics"
 
     def _read(self) -> Sample:
-        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
-            text = response.read().decode()
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError:  # a server without /metrics: the benchmark still runs, without resources
+            text = ""
         cpu = re.search(r"^process_cpu_seconds_total (\S+)$", text, re.M)
         rss = re.search(r"^process_resident_memory_bytes (\S+)$", text, re.M)
         return Sample(
