@@ -14,6 +14,8 @@ _ABBREVIATIONS = frozenset(
 )
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
 _CLAUSE_END = re.compile(r"[,;:\u2014]+(?=\s)|\s[\u2013-]\s")
+# Where a spoken clause may begin without punctuation: the first piece can end just before these.
+_CONJUNCTION = re.compile(r"\s(?=(?:and|but|so|because|which|that|when|if|or)\s)", re.IGNORECASE)
 _MARKDOWN = re.compile(r"[*_`#>|]+")
 
 
@@ -23,10 +25,14 @@ def speakable(text: str) -> str:
 
 
 class SentenceChunker:
-    def __init__(self, *, first_clause_min_words: int = 4, max_chars: int = 240) -> None:
+    def __init__(
+        self, *, first_clause_min_words: int = 4, first_piece_max_words: int = 10, max_chars: int = 240
+    ) -> None:
         self._buffer = ""
         self._emitted = 0
         self.first_clause_min_words = first_clause_min_words
+        # Speech should start soon even when the model writes a long first sentence.
+        self.first_piece_max_words = first_piece_max_words
         self.max_chars = max_chars
 
     def push(self, text: str) -> list[str]:
@@ -54,6 +60,13 @@ class SentenceChunker:
             for match in _CLAUSE_END.finditer(buf):
                 if len(buf[: match.start()].split()) >= self.first_clause_min_words:
                     return match.end()
+            for match in _CONJUNCTION.finditer(buf):
+                # Only once the conjunction's word is complete (followed by a space).
+                if len(buf[: match.start()].split()) >= self.first_clause_min_words:
+                    return match.start()
+            words = list(re.finditer(r"\S+\s", buf))
+            if len(words) > self.first_piece_max_words:
+                return words[self.first_piece_max_words - 1].end()
         if len(buf) > self.max_chars:
             space = buf.rfind(" ", 0, self.max_chars)
             return space if space > 0 else self.max_chars

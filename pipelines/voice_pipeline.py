@@ -18,7 +18,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -133,6 +133,7 @@ class _Turn:
     gave_up: str | None = None
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     side_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    replay: str | None = None  # "repeat that": speak this instead of asking the model
 
     def heard_text(self, now: float) -> str:
         """Words the student was sent (audio still queued beyond the playback lead is excluded)."""
@@ -221,6 +222,24 @@ class VoicePipeline:
 
     async def cancel_reply(self) -> bool:
         return await self.interrupt("cancel")
+
+    async def repeat_last(self) -> bool:
+        """Say the last answer again, as it was heard, without asking the model again."""
+        last = next((e.assistant for e in reversed(self.agent.history) if e.assistant), "")
+        if not last:
+            return False
+        await self.interrupt("text_input")
+        turn = _Turn(id=f"turn-{next(self._turn_ids)}", replay=last)
+        now = self._clock()
+        for mark in ("speech_end", "end_of_turn", "transcript", "llm_first_token", "first_sentence"):
+            turn.marks[mark] = now
+        self._launch(turn)
+        self._commit(turn)
+        return True
+
+    def set_voice_rate(self, rate: float) -> None:
+        persona = self.agent.persona
+        self.agent.persona = replace(persona, voice=replace(persona.voice, rate=rate))
 
     async def interrupt(self, reason: InterruptReason) -> bool:
         task = self._stop_reply(reason)
@@ -432,6 +451,9 @@ class VoicePipeline:
     ) -> None:
         status: TurnStatus = "completed"
         try:
+            if turn.replay is not None:
+                await self._reply(turn)
+                return
             if stt is not None:
                 turn.transcript_override = asyncio.get_running_loop().create_future()
                 await asyncio.wait({stt, turn.transcript_override}, return_when=asyncio.FIRST_COMPLETED)
@@ -442,7 +464,7 @@ class VoicePipeline:
                     text = result.text
                 else:  # the STT budget ran out: answer the latest partial transcript
                     text = turn.transcript_override.result()
-                    stt.add_done_callback(_meter_late_transcription(turn.usage))
+                    stt.add_done_callback(self._meter_late_transcription)
                 source = "speech"
             else:
                 source = "text"
@@ -457,7 +479,8 @@ class VoicePipeline:
             await self._reply(turn)
         except asyncio.CancelledError:
             if stt is not None and not stt.done():
-                stt.cancel()
+                # The transcription still runs to the end on its worker: meter it when it lands.
+                stt.add_done_callback(self._meter_late_transcription)
             if turn.gave_up:
                 status = "failed"
                 await self._give_up(turn)
@@ -465,7 +488,7 @@ class VoicePipeline:
                 status = "cancelled" if turn.interrupt_reason == "cancel" else "interrupted"
                 if turn.reply_started and turn.committed.is_set():
                     reason = turn.interrupt_reason or "cancel"
-                    self._emit(Interrupted(turn.id, reason, turn.heard_text(self._clock())))
+                    self._emit_turn(turn, Interrupted(turn.id, reason, turn.heard_text(self._clock())))
         except EngineError as exc:
             status = "failed"
             log.error("turn %s failed in an engine: %s", turn.id, exc)
@@ -484,6 +507,14 @@ class VoicePipeline:
         )
         turn.request = request
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        if turn.replay is not None:
+            chunker = SentenceChunker()
+            for piece in [*chunker.push(turn.replay + " "), *chunker.flush(), None]:
+                pieces.put_nowait(piece)
+            turn.generated = turn.replay
+            await self._speak(turn, pieces)
+            await self._until_played(turn)
+            return
         thinker = asyncio.get_running_loop().create_task(self._think(turn, request, pieces))
         try:
             await self._speak(turn, pieces)
@@ -655,7 +686,12 @@ class VoicePipeline:
         now = self._clock()
         # A completed reply is remembered verbatim: the next prompt then extends the one llama.cpp
         # has cached token for token, so only the new question needs evaluating.
-        heard = turn.heard_text(now) if status != "completed" else turn.generated.strip()
+        if status != "completed":
+            heard = turn.heard_text(now)
+        elif turn.shorten:  # generation was cut: what was spoken, not what was left in the buffer
+            heard = " ".join(p.text for p in turn.pieces)
+        else:
+            heard = turn.generated.strip()
         if turn.audio_started:
             sent_ms = sum(p.sent_ms for p in turn.pieces)
             self._emit(ReplyAudioDone(turn.id, sent_ms))
@@ -675,6 +711,12 @@ class VoicePipeline:
                 turn.usage.speculative = spent
         self.usage_total.add(turn.usage)
         self._emit(TurnDone(turn.id, status, turn.user_text, heard, latency, turn.usage, tuple(misses)))
+
+    def _meter_late_transcription(self, done: asyncio.Task[Transcription]) -> None:
+        """A transcription nobody waited for (its turn moved on) still cost audio seconds; its
+        turn may already be reported, so it lands in the session's speculative total."""
+        if not done.cancelled() and done.exception() is None:
+            self.usage_total.add(TurnUsage(speculative=TurnUsage(stt_audio_ms=done.result().audio_ms)))
 
     def _latency(self, turn: _Turn) -> dict[str, int]:
         marks = turn.marks
@@ -717,14 +759,6 @@ class VoicePipeline:
                 turn = self._active
                 if turn is not None and turn.id == event.turn_id:
                     turn.marks.setdefault("first_audio_sent", self._clock())
-
-
-def _meter_late_transcription(usage: TurnUsage) -> Callable[[asyncio.Task[Transcription]], None]:
-    def account(done: asyncio.Task[Transcription]) -> None:
-        if not done.cancelled() and done.exception() is None:
-            usage.stt_audio_ms += done.result().audio_ms
-
-    return account
 
 
 def _label(info: object) -> str:

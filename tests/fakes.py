@@ -40,9 +40,11 @@ class ScriptedSTT(SpeechToText):
         self.text = text
         self.delay_s = delay_s
         self.calls = 0
+        self.seconds: list[float] = []
 
     async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription:
         self.calls += 1
+        self.seconds.append(len(audio) / 16_000)
         await asyncio.sleep(self.delay_s)
         return Transcription(self.text, len(audio) * 1000 // 16_000)
 

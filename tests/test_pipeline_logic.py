@@ -161,3 +161,19 @@ async def test_a_turn_with_no_words_gets_no_reply():
     done = await _until(events, TurnDone)
     await pipeline.aclose()
     assert done.status == "no_speech" and not any(isinstance(e, ReplyAudio) for e in events)
+
+
+async def test_speech_resumed_before_the_reply_is_heard_continues_the_same_turn():
+    pipeline, events = await _make(ScriptedLLM(LONG_REPLY, token_delay_s=0.3))
+    await _stream(pipeline, _speech(600) + _silence(350))  # the turn ends, the model is slow...
+    await _until(events, SpeechStopped)
+    await _stream(pipeline, _speech(600) + _silence(400))  # ...and the student goes on
+    done = await _until(events, TurnDone, timeout=20)
+    await pipeline.aclose()
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    assert len(started) == 2 and started[0].turn_id == started[1].turn_id == done.turn_id
+    assert [e.reason for e in events if isinstance(e, Interrupted)] in ([], ["student_continued"])
+    assert sum(isinstance(e, TurnDone) for e in events) == 1
+    # The final transcription heard both parts of the sentence, pause included.
+    assert pipeline.engines.stt.seconds[-1] > 1.4
+    assert done.usage.speculative is not None  # the abandoned first attempt is metered

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import logging
+import os
 import sys
 import time
 from typing import Any
@@ -110,6 +111,10 @@ def _doctor(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # llama.cpp and CTranslate2 each bring an OpenMP runtime whose idle workers spin by default;
+    # on two cores that spinning starves the other stages (see FIELD-NOTES). Sleep instead.
+    # Must be set before either library loads, which happens only when engines are created.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = argparse.ArgumentParser(prog="convergio-voice", description="Real-time voice tutoring server")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server (offline embedded models by default)")
