@@ -10,6 +10,7 @@ COPY voice_server ./voice_server
 COPY pipelines ./pipelines
 COPY models ./models
 COPY latency_bench ./latency_bench
+COPY web_client ./web_client
 # A portable llama.cpp build: -march=native would tie the image to the build host's CPU.
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF"
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .

@@ -4,9 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+
 python3 -m pip install --quiet --upgrade pip
 # llama-cpp-python compiles from source where no wheel is published (about 10 minutes on 2 cores;
 # pip caches the built wheel).
 python3 -m pip install --quiet -e ".[test]"
+
+# axe-core for the accessibility checks, from the npm registry, pinned in package.json.
+npm install --silent --no-audit --no-fund
 
 python3 -m pytest "$@"

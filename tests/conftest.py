@@ -93,9 +93,19 @@ def stop_server(server: RunningServer) -> None:
         server.process.kill()
 
 
+# Media stays on loopback: the server offers 127.0.0.1 and uses only the client's loopback
+# candidates, and peers that vanish or never connect are given up quickly.
+TEST_SERVER_ENV = {
+    "CONVERGIO_WEBRTC__HOST_ADDRESSES": '["127.0.0.1"]',
+    "CONVERGIO_WEBRTC__ALLOWED_CANDIDATE_NETWORKS": '["127.0.0.0/8"]',
+    "CONVERGIO_WEBRTC__CONNECT_TIMEOUT_S": "4",
+    "CONVERGIO_WEBRTC__INBOUND_TIMEOUT_S": "3",
+}
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    running = start_server(tmp_path_factory.mktemp("server"))
+    running = start_server(tmp_path_factory.mktemp("server"), env=TEST_SERVER_ENV)
     yield running
     stop_server(running)
 

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
-from fastapi import FastAPI, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
+import web_client
+from pipelines.personas import PERSONAS
 from voice_server import __version__
 from voice_server.engines import EngineHub
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import protocol_schema
 from voice_server.settings import Settings
+from voice_server.webrtc_transport import SdpError, WebRtcManager, validate_offer
 from voice_server.ws_transport import SessionCounter, serve_websocket
 
 log = logging.getLogger(__name__)
+
+WEB_CLIENT_DIR = Path(web_client.__file__).resolve().parent
 
 
 def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
@@ -26,6 +34,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     metrics = VoiceMetrics()
     hub = EngineHub(settings, on_fallback=metrics.fallback)
     counter = SessionCounter(settings.limits.max_sessions)
+    webrtc = WebRtcManager(settings, hub, metrics)
     schema = protocol_schema()
 
     @contextlib.asynccontextmanager
@@ -45,12 +54,14 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             yield
         finally:
             loader.cancel()
+            await webrtc.aclose()
             await hub.aclose()
 
     app = FastAPI(title="Convergio Voice", version=__version__, lifespan=lifespan)
     app.state.settings = settings
     app.state.hub = hub
     app.state.metrics = metrics
+    app.state.webrtc = webrtc
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -72,8 +83,48 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/v1/personas", tags=["protocol"])
+    async def personas() -> list[dict[str, str]]:
+        return [{"id": p.id, "name": p.name, "subject": p.subject} for p in PERSONAS.values()]
+
+    @app.post("/v1/webrtc/offer", tags=["webrtc"])
+    async def webrtc_offer(request: Request) -> JSONResponse:
+        limit = settings.webrtc.max_sdp_bytes + 1024
+        if int(request.headers.get("content-length") or 0) > limit:
+            return _http_error(400, "sdp_too_large", f"The offer is larger than {limit} bytes.")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                return _http_error(400, "sdp_too_large", f"The offer is larger than {limit} bytes.")
+        try:
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise ValueError
+        except ValueError:
+            return _http_error(400, "invalid_json", 'Send {"type": "offer", "sdp": "..."} as JSON.')
+        try:
+            sdp = validate_offer(
+                data.get("sdp"), data.get("type"), max_bytes=settings.webrtc.max_sdp_bytes,
+                allowed_networks=settings.webrtc.allowed_candidate_networks,
+            )
+        except SdpError as exc:
+            return _http_error(400, "invalid_sdp", str(exc))
+        if not hub.ready:
+            return _http_error(503, "server_not_ready", "Models are still loading; try again shortly.")
+        if counter.active + len(webrtc.peers) >= settings.limits.max_sessions:
+            return _http_error(503, "server_busy", "Too many sessions; try again later.")
+        peer_id, answer = await webrtc.offer(sdp)
+        return JSONResponse({"type": "answer", "sdp": answer, "peer_id": peer_id})
+
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await serve_websocket(websocket, settings, hub, counter, metrics)
 
+    # The browser client: static files, no build step, no CDN.
+    app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")
     return app
+
+
+def _http_error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)

@@ -36,6 +36,7 @@ class VoiceMetrics:
         )
         self.turns = Counter("convergio_turns_total", "Finished turns by status", ["status"], registry=r)
         self.active_sessions = Gauge("convergio_active_sessions", "Open voice sessions", registry=r)
+        self.webrtc_peers = Gauge("convergio_webrtc_peers", "Open WebRTC peer connections", registry=r)
         self.engine_errors = Counter(
             "convergio_engine_errors_total", "Turns an engine failed or stalled", ["code"], registry=r
         )

@@ -257,6 +257,7 @@ ErrorCode = Literal[
     "session_not_started",
     "session_already_started",
     "unknown_persona",
+    "nothing_to_repeat",
     "text_too_long",
     "server_not_ready",
     "server_busy",

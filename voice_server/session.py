@@ -57,9 +57,14 @@ class ProtocolSession:
         send_bytes: SendBytes,
         *,
         observe: Callable[[PipelineEvent], None] | None = None,
+        fixed_input_rate: int | None = None,
+        fixed_output_rate: int | None = None,
     ) -> None:
         self.settings = settings
         self._observe = observe
+        # Set by transports that own the audio format (WebRTC): session.start cannot change it.
+        self._fixed_input_rate = fixed_input_rate
+        self._fixed_output_rate = fixed_output_rate
         self.hub = hub
         self._send_json = send_json
         self._send_bytes = send_bytes
@@ -73,7 +78,9 @@ class ProtocolSession:
     # ------------------------------------------------------------------------------- lifecycle
 
     def hello(self) -> dict[str, Any]:
-        tts_rate = self.hub.engines.tts.sample_rate if self.hub.engines else 22_050
+        tts_rate = self._fixed_output_rate or (
+            self.hub.engines.tts.sample_rate if self.hub.engines else 22_050
+        )
         return protocol.ServerHello(
             server=f"convergio-voice/{__version__}",
             ready=self.hub.ready,
@@ -145,6 +152,12 @@ class ProtocolSession:
             await self._input_text(message.text)
         elif isinstance(message, protocol.ResponseCancel):
             await self.pipeline.cancel_reply()
+        elif isinstance(message, protocol.ResponseRepeat):
+            if not await self.pipeline.repeat_last():
+                await self._error("nothing_to_repeat", "The tutor has not said anything yet.")
+        elif isinstance(message, protocol.SessionUpdate):
+            if message.voice_rate is not None:
+                self.pipeline.set_voice_rate(message.voice_rate)
         elif isinstance(message, protocol.SessionEnd):
             await self.close("client")
 
@@ -183,8 +196,9 @@ class ProtocolSession:
             speculative_reply=turn.speculative_reply,
         )
         agent = TutorAgent(persona=_with_reply_limit(persona, self.settings.max_reply_tokens))
-        self._in_resampler = PcmResampler(start.input_audio.sample_rate, PIPELINE_SAMPLE_RATE)
-        self._out_rate = start.output_audio.sample_rate or engines.tts.sample_rate
+        in_rate = self._fixed_input_rate or start.input_audio.sample_rate
+        self._in_resampler = PcmResampler(in_rate, PIPELINE_SAMPLE_RATE)
+        self._out_rate = self._fixed_output_rate or start.output_audio.sample_rate or engines.tts.sample_rate
         self._out_resampler = None
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
         self.pipeline = VoicePipeline(engines, agent, self._on_event, config)

@@ -88,6 +88,16 @@ class BudgetSettings(BaseModel):
         return self
 
 
+class WebRtcSettings(BaseModel):
+    # Host candidates to offer instead of every interface's address (e.g. ["127.0.0.1"]).
+    host_addresses: list[str] = []
+    # Use only the client's candidates inside these networks (e.g. ["127.0.0.0/8"]); [] = all.
+    allowed_candidate_networks: list[str] = []
+    max_sdp_bytes: int = Field(64 * 1024, ge=1024)
+    connect_timeout_s: float = Field(10.0, gt=0)  # a peer stuck connecting is closed after this
+    inbound_timeout_s: float = Field(5.0, gt=0)  # a peer that sends no audio this long has vanished
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVERGIO_", env_nested_delimiter="__")
 
@@ -100,4 +110,5 @@ class Settings(BaseSettings):
     turn: TurnSettings = TurnSettings()
     limits: LimitSettings = LimitSettings()
     budgets: BudgetSettings = BudgetSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
     log_level: str = "info"

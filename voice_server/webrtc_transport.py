@@ -1,0 +1,269 @@
+"""WebRTC transport (aiortc): Opus audio both ways, protocol-v1 events on a data channel.
+
+Like the WebSocket transport it only adapts: inbound audio frames are resampled to the pipeline's
+16 kHz mono with PyAV, reply audio is queued on an outbound track that aiortc paces and encodes,
+and JSON events travel on the "events" data channel. The same ProtocolSession does the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import ipaddress
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError
+
+from voice_server.engines import EngineHub
+from voice_server.metrics import VoiceMetrics
+from voice_server.session import ProtocolSession
+from voice_server.settings import Settings
+
+log = logging.getLogger(__name__)
+
+WEBRTC_RATE = 48_000
+FRAME_SAMPLES = WEBRTC_RATE * 20 // 1000
+_SDP_LINE = re.compile(r"^[a-z]=[\x20-\x7e]*$")
+
+
+class SdpError(ValueError):
+    """The offer is not something we will hand to aiortc (which accepts garbage silently)."""
+
+
+def validate_offer(sdp: Any, kind: Any, *, max_bytes: int, allowed_networks: list[str]) -> str:
+    """Check an SDP offer and drop candidates outside the allowed networks. Returns the SDP."""
+    if kind != "offer":
+        raise SdpError('"type" must be "offer"')
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SdpError('"sdp" must be a non-empty string')
+    if len(sdp.encode()) > max_bytes:
+        raise SdpError(f"SDP is larger than {max_bytes} bytes")
+    lines = sdp.replace("\r\n", "\n").strip("\n").split("\n")
+    if lines[0] != "v=0":
+        raise SdpError("SDP must start with v=0")
+    bad = next((line for line in lines if not _SDP_LINE.match(line)), None)
+    if bad is not None:
+        raise SdpError(f"malformed SDP line: {bad[:40]!r}")
+    if not any(line.startswith("m=audio ") for line in lines):
+        raise SdpError("the offer has no audio section")
+    if not any(line.startswith("m=application ") for line in lines):
+        raise SdpError("the offer has no data channel (events travel on one)")
+    for needed in ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:"):
+        if not any(line.startswith(needed) for line in lines):
+            raise SdpError(f"the offer lacks {needed[2:-1]}")
+    if allowed_networks:
+        networks = [ipaddress.ip_network(n) for n in allowed_networks]
+        lines = [line for line in lines if not line.startswith("a=candidate:") or _allowed(line, networks)]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def _allowed(candidate: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    parts = candidate.split()
+    try:
+        address = ipaddress.ip_address(parts[4])
+    except (IndexError, ValueError):
+        return False  # mDNS names and junk cannot be checked, so they are not used
+    return any(address in network for network in networks)
+
+
+def use_host_addresses(addresses: list[str]) -> None:
+    """Offer exactly these host candidates. aioice skips 127.0.0.1, which a loopback-only test
+    (or a server behind a known interface) needs."""
+    import aioice.ice
+
+    aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
+
+
+class ReplyAudioTrack(MediaStreamTrack):
+    """Outbound audio: 20 ms frames at 48 kHz from a queue of reply PCM, silence when idle."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._buffer = bytearray()
+        self._start: float | None = None
+        self._pts = 0
+
+    def push(self, pcm16_48k: bytes) -> None:
+        self._buffer += pcm16_48k
+
+    def clear(self) -> None:
+        """Barge-in or cancel: drop what the student has not heard yet."""
+        self._buffer.clear()
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            wait = self._start + self._pts / WEBRTC_RATE - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        size = FRAME_SAMPLES * 2
+        chunk = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        chunk = chunk.ljust(size, b"\0")
+        frame = av.AudioFrame.from_ndarray(
+            np.frombuffer(chunk, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = WEBRTC_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, WEBRTC_RATE)
+        self._pts += FRAME_SAMPLES
+        return frame
+
+
+class WebRtcPeer:
+    """One browser (or other WebRTC client): a peer connection, its session, its tasks."""
+
+    def __init__(self, manager: WebRtcManager) -> None:
+        self.id = f"peer_{uuid.uuid4().hex[:12]}"
+        self.manager = manager
+        self.pc = RTCPeerConnection()
+        self.out_track = ReplyAudioTrack()
+        self.session: ProtocolSession | None = None
+        self.channel: Any = None
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.closed = False
+        self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
+        self.connected = asyncio.Event()
+
+        @self.pc.on("datachannel")
+        def on_datachannel(channel: Any) -> None:
+            if channel.label != "events" or self.channel is not None:
+                return
+            self.channel = channel
+            channel.on("message", self._inbox.put_nowait)
+            channel.on("close", lambda: self._spawn(self.close("client")))
+            self._spawn(self._run_session())
+
+        @self.pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "audio":
+                self._spawn(self._read_audio(track))
+            else:
+                track.stop()  # a track nobody reads grows memory without bound
+
+        @self.pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = self.pc.connectionState
+            if state == "connected":
+                self.connected.set()
+            elif state in ("failed", "closed"):
+                await self.close("client")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def answer(self, sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self.pc.addTrack(self.out_track)
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._spawn(self._expire_if_not_connected())
+        return self.pc.localDescription.sdp
+
+    async def _expire_if_not_connected(self) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), self.manager.settings.webrtc.connect_timeout_s)
+        except TimeoutError:
+            log.info("webrtc peer %s never connected; closing", self.id)
+            await self.close("error")
+
+    async def _read_audio(self, track: MediaStreamTrack) -> None:
+        timeout = self.manager.settings.webrtc.inbound_timeout_s
+        try:
+            while not self.closed:
+                frame = await asyncio.wait_for(track.recv(), timeout)
+                if self.session is None or self.session.pipeline is None:
+                    continue  # read and drop until the session starts
+                for out in self._resampler.resample(frame):
+                    self.session.pipeline.push_audio(out.to_ndarray().tobytes())
+        except TimeoutError:
+            log.info("webrtc peer %s sent no audio for %.0f s; closing", self.id, timeout)
+        except MediaStreamError:
+            pass
+        await self.close("client")
+
+    async def _run_session(self) -> None:
+        settings = self.manager.settings
+
+        async def send_json(message: dict[str, Any]) -> None:
+            if message.get("type") == "reply.interrupted":
+                self.out_track.clear()
+            if self.channel is not None and self.channel.readyState == "open":
+                self.channel.send(json.dumps(message))
+
+        async def send_bytes(pcm: bytes) -> None:
+            self.out_track.push(pcm)
+
+        self.session = ProtocolSession(
+            settings, self.manager.hub, send_json, send_bytes, observe=self.manager.metrics.observe,
+            fixed_input_rate=16_000, fixed_output_rate=WEBRTC_RATE,
+        )
+        await self.session.start()
+        while (message := await self._inbox.get()) is not None and not self.session.ended:
+            if isinstance(message, str):
+                await self.session.on_text(message)
+            else:
+                await self.session.on_text("")  # binary is not part of the data channel protocol
+        await self.close("client")
+
+    async def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.manager.forget(self)
+        self._inbox.put_nowait(None)
+        if self.session is not None:
+            with contextlib.suppress(Exception):
+                await self.session.close(reason)
+        self.out_track.stop()
+        await self.pc.close()
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:
+                task.cancel()
+
+
+class WebRtcManager:
+    def __init__(self, settings: Settings, hub: EngineHub, metrics: VoiceMetrics) -> None:
+        self.settings = settings
+        self.hub = hub
+        self.metrics = metrics
+        self.peers: dict[str, WebRtcPeer] = {}
+        if settings.webrtc.host_addresses:
+            use_host_addresses(settings.webrtc.host_addresses)
+
+    async def offer(self, sdp: str) -> tuple[str, str]:
+        peer = WebRtcPeer(self)
+        self.peers[peer.id] = peer
+        self.metrics.active_sessions.inc()
+        self.metrics.webrtc_peers.inc()
+        try:
+            return peer.id, await peer.answer(sdp)
+        except Exception:
+            await peer.close("error")
+            raise
+
+    def forget(self, peer: WebRtcPeer) -> None:
+        if self.peers.pop(peer.id, None) is not None:
+            self.metrics.active_sessions.dec()
+            self.metrics.webrtc_peers.dec()
+
+    async def aclose(self) -> None:
+        for peer in list(self.peers.values()):
+            await peer.close("server_shutdown")

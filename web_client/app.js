@@ -1,0 +1,309 @@
+// Convergio Voice browser client: WebRTC audio both ways, protocol v1 events on a data channel.
+// Captions and state changes reach screen readers through live regions, one final sentence at a
+// time (never token by token); errors use role="alert".
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  stop: $("stop"), persona: $("persona"), start: $("start"), end: $("end"), talk: $("talk"),
+  repeat: $("repeat"), captions: $("captions"), captionsLog: $("captions-log"), partial: $("partial"), typed: $("typed"),
+  message: $("message"), send: $("send"), status: $("status"), error: $("error"),
+  latency: $("latency"), audio: $("tutor-audio"), rate: $("rate"), rateValue: $("rate-value"),
+  pttKey: $("ptt-key"), pttKeyChange: $("ptt-key-change"), pttKeyEnabled: $("ptt-key-enabled"),
+  pttSettings: $("ptt-settings"), speaking: $("speaking"),
+};
+
+const STATUS = {
+  idle: "Idle. Choose a tutor and start a session.",
+  connecting: "Connecting to your tutor…",
+  listening: "Listening. Speak when you are ready.",
+  listening_ptt: "Ready. Hold the talk key or button while you speak.",
+  speaking: "Tutor speaking.",
+  error: "Something went wrong. See the message below.",
+  ended: "Session ended.",
+};
+
+const state = {
+  pc: null, channel: null, mic: null, transceiver: null, phase: "idle", mode: "hands-free",
+  pttKey: " ", pttKeyName: "Space", pttKeyEnabled: true, capturingKey: false, talking: false,
+  tutorName: "Tutor", replyTurn: null,
+};
+// Exposed for tests and for anyone debugging a session from the console.
+window.convergio = state;
+
+function setPhase(phase) {
+  state.phase = phase;
+  document.body.dataset.phase = phase;
+  const key = phase === "listening" && state.mode === "push-to-talk" ? "listening_ptt" : phase;
+  if (ui.status.textContent !== STATUS[key]) ui.status.textContent = STATUS[key];
+  ui.status.dataset.state = phase;
+  const live = phase === "listening" || phase === "speaking";
+  ui.start.disabled = phase === "connecting" || live;
+  ui.end.disabled = !(phase === "connecting" || live);
+  ui.stop.disabled = !live;
+  ui.repeat.disabled = !live;
+  ui.message.disabled = !live;
+  ui.send.disabled = !live;
+  ui.talk.disabled = !live || state.mode !== "push-to-talk";
+  ui.persona.disabled = phase === "connecting" || live;
+  ui.speaking.classList.toggle("on", phase === "speaking");
+}
+
+function showError(text) {
+  ui.error.textContent = text;
+}
+
+function caption(who, text) {
+  const item = document.createElement("li");
+  const name = document.createElement("span");
+  name.className = "who";
+  name.textContent = `${who}:`;
+  item.append(name, document.createTextNode(text));
+  ui.captions.append(item);
+  ui.captionsLog.scrollTop = ui.captionsLog.scrollHeight;
+}
+
+function send(message) {
+  if (state.channel && state.channel.readyState === "open") state.channel.send(JSON.stringify(message));
+}
+
+// ------------------------------------------------------------------------------ microphone
+function updateMic() {
+  if (!state.mic) return;
+  state.mic.enabled = state.mode === "hands-free" || state.talking;
+}
+
+function setTalking(on) {
+  if (state.mode !== "push-to-talk" || !state.mic) return;
+  state.talking = on;
+  ui.talk.setAttribute("aria-pressed", String(on));
+  ui.talk.textContent = on ? "Talking… release to send" : "Hold to talk";
+  updateMic();
+}
+
+// ------------------------------------------------------------------------------ session
+async function start() {
+  showError("");
+  setPhase("connecting");
+  try {
+    const pc = new RTCPeerConnection();
+    state.pc = pc;
+    // Negotiate first, then attach the microphone once connected, so no speech is lost.
+    state.transceiver = pc.addTransceiver("audio", { direction: "sendrecv" });
+    const channel = pc.createDataChannel("events");
+    state.channel = channel;
+    channel.onmessage = (event) => onMessage(JSON.parse(event.data));
+    channel.onopen = () => {
+      send({ type: "session.start", persona: ui.persona.value });
+    };
+    channel.onclose = () => {
+      // Only the current session's channel counts; an ended session's closes late.
+      if (state.channel === channel && state.phase !== "ended") stop("The connection closed.");
+    };
+    pc.ontrack = (event) => {
+      ui.audio.srcObject = event.streams[0] || new MediaStream([event.track]);
+    };
+    pc.onconnectionstatechange = () => {
+      if (state.pc === pc && pc.connectionState === "failed") stop("The connection to the tutor failed.");
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await iceGatheringDone(pc, 3000);
+    const response = await fetch("/v1/webrtc/offer", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
+    await pc.setRemoteDescription({ type: "answer", sdp: body.sdp });
+    await connected(pc, 10000);
+    const stream = await navigator.mediaDevices.getUserMedia({
+      // The tutor's own voice must not come back as the student barging in.
+      audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    });
+    state.mic = stream.getAudioTracks()[0];
+    updateMic();
+    await state.transceiver.sender.replaceTrack(state.mic);
+  } catch (error) {
+    stop(`Could not start the session: ${error.message}`);
+  }
+}
+
+function iceGatheringDone(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", () => {
+      if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+    });
+  });
+}
+
+function connected(pc, timeoutMs) {
+  if (pc.connectionState === "connected") return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the connection timed out")), timeoutMs);
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "connected") { clearTimeout(timer); resolve(); }
+    });
+  });
+}
+
+function stop(errorText) {
+  if (errorText) {
+    showError(errorText);
+  }
+  send({ type: "session.end" });
+  if (state.mic) state.mic.stop();
+  if (state.pc) state.pc.close();
+  state.pc = null; state.channel = null; state.mic = null; state.talking = false;
+  ui.partial.textContent = "";
+  setPhase(errorText ? "error" : "ended");
+}
+
+function silence() {
+  // Immediate for the student; the server cuts the reply and keeps only what was heard.
+  ui.audio.muted = true;
+  send({ type: "response.cancel" });
+}
+
+// ------------------------------------------------------------------------------ events
+function onMessage(message) {
+  switch (message.type) {
+    case "session.started":
+      state.tutorName = message.persona.name;
+      setPhase("listening");
+      if (Number(ui.rate.value) !== 1) send({ type: "session.update", voice_rate: Number(ui.rate.value) });
+      break;
+    case "transcript.partial":
+      ui.partial.textContent = message.text;
+      break;
+    case "transcript.final":
+      ui.partial.textContent = "";
+      if (message.text) caption("You", message.text);
+      break;
+    case "reply.audio.started":
+      ui.audio.muted = false;
+      state.replyTurn = message.turn_id;
+      setPhase("speaking");
+      break;
+    case "reply.sentence":
+      caption(state.tutorName, message.text);
+      break;
+    case "reply.audio.done":
+    case "reply.interrupted":
+      if (state.phase === "speaking") setPhase("listening");
+      break;
+    case "turn.done":
+      if (message.latency && message.latency.voice_to_voice_ms != null) {
+        ui.latency.textContent = `Last reply started ${message.latency.voice_to_voice_ms} ms after you stopped.`;
+      }
+      if (state.phase === "speaking") setPhase("listening");
+      break;
+    case "error":
+      showError(message.message);
+      if (message.fatal) stop(message.message);
+      break;
+    default:
+      break;
+  }
+}
+
+// ------------------------------------------------------------------------------ controls
+async function loadPersonas() {
+  try {
+    const personas = await (await fetch("/v1/personas")).json();
+    for (const p of personas) {
+      const option = document.createElement("option");
+      option.value = p.id;
+      option.textContent = `${p.name}, ${p.subject}`;
+      ui.persona.append(option);
+    }
+  } catch (error) {
+    showError("Could not load the list of tutors.");
+  }
+}
+
+function rateText(value) {
+  return Number(value) === 1 ? "normal speed" : `${Number(value).toFixed(1)} times normal speed`;
+}
+
+ui.start.addEventListener("click", start);
+ui.end.addEventListener("click", () => stop());
+ui.stop.addEventListener("click", silence);
+ui.repeat.addEventListener("click", () => send({ type: "response.repeat" }));
+ui.typed.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = ui.message.value.trim();
+  if (!text) return;
+  send({ type: "input.text", text });
+  ui.message.value = "";
+});
+ui.rate.addEventListener("input", () => {
+  const text = rateText(ui.rate.value);
+  ui.rate.setAttribute("aria-valuetext", text);
+  ui.rateValue.textContent = text;
+});
+ui.rate.addEventListener("change", () => send({ type: "session.update", voice_rate: Number(ui.rate.value) }));
+for (const radio of document.querySelectorAll('input[name="mode"]')) {
+  radio.addEventListener("change", () => {
+    state.mode = radio.value;
+    ui.pttSettings.hidden = state.mode !== "push-to-talk";
+    state.talking = false;
+    updateMic();
+    setPhase(state.phase);
+  });
+}
+ui.pttSettings.hidden = true;
+
+// The Talk button works with a pointer and with Space or Enter held down while it has focus.
+ui.talk.addEventListener("pointerdown", () => setTalking(true));
+ui.talk.addEventListener("pointerup", () => setTalking(false));
+ui.talk.addEventListener("pointerleave", () => { if (state.talking) setTalking(false); });
+ui.talk.addEventListener("keydown", (event) => {
+  if ((event.key === " " || event.key === "Enter") && !event.repeat) { event.preventDefault(); setTalking(true); }
+});
+ui.talk.addEventListener("keyup", (event) => {
+  if (event.key === " " || event.key === "Enter") { event.preventDefault(); setTalking(false); }
+});
+
+// The push-to-talk key (WCAG 2.1.4): it can be changed or turned off, and never fires while
+// typing in a field or operating another control.
+function keyIsFree(event) {
+  const el = event.target;
+  return !(el instanceof HTMLInputElement || el instanceof HTMLSelectElement ||
+           el instanceof HTMLTextAreaElement || (el instanceof HTMLButtonElement && el !== ui.talk));
+}
+ui.pttKeyChange.addEventListener("click", () => {
+  state.capturingKey = true;
+  ui.pttKey.textContent = "press a key…";
+});
+ui.pttKeyEnabled.addEventListener("change", () => { state.pttKeyEnabled = ui.pttKeyEnabled.checked; });
+document.addEventListener("keydown", (event) => {
+  if (state.capturingKey) {
+    if (event.key === "Tab") return;
+    event.preventDefault();
+    state.capturingKey = false;
+    if (event.key !== "Escape") {
+      state.pttKey = event.key;
+      state.pttKeyName = event.key === " " ? "Space" : event.key;
+    }
+    ui.pttKey.textContent = state.pttKeyName;
+    ui.pttKeyChange.focus();
+    return;
+  }
+  if (event.target === ui.talk) return;
+  if (state.pttKeyEnabled && event.key === state.pttKey && !event.repeat && keyIsFree(event)) {
+    event.preventDefault();
+    setTalking(true);
+  }
+});
+document.addEventListener("keyup", (event) => {
+  if (event.target === ui.talk) return;
+  if (state.pttKeyEnabled && event.key === state.pttKey && state.talking) {
+    event.preventDefault();
+    setTalking(false);
+  }
+});
+
+loadPersonas();
+setPhase("idle");
