@@ -17,6 +17,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,27 +27,40 @@ from latency_bench.stats import percentile
 from latency_bench.wer import load_references, word_error_rate
 
 PCTS = (50, 95, 99)
+ClientFactory = Callable[[str, str | None], VoiceClient]
+
+
+def client_factory(transport: str) -> ClientFactory:
+    if transport == "webrtc":
+        from latency_bench.webrtc_client import WebRtcVoiceClient
+
+        return lambda url, persona: WebRtcVoiceClient(url, persona=persona)
+    return lambda url, persona: VoiceClient(url, persona=persona)
 
 
 async def run_session(
-    url: str, clips: list[Clip], persona: str | None, delay_s: float, label: str, quiet: bool
+    make: ClientFactory, url: str, clips: list[Clip], persona: str | None, delay_s: float, label: str
 ) -> list[ClipResult]:
     await asyncio.sleep(delay_s)  # sessions in a classroom do not start in lockstep
     warm = min(clips, key=lambda c: c.duration_ms)
-    async with VoiceClient(url, persona=persona) as client:
+    async with make(url, persona) as client:
         await client.play_clip(warm)
         results = []
         for clip in clips:
             result = await client.play_clip(clip)
             results.append(result)
-            if not quiet:
-                v2v = f"{result.voice_to_voice_ms:.0f} ms" if result.voice_to_voice_ms is not None else "-"
-                print(f"  {label} {clip.name:52} {v2v:>9}", file=sys.stderr, flush=True)
+            v2v = f"{result.voice_to_voice_ms:.0f} ms" if result.voice_to_voice_ms is not None else "-"
+            print(f"  {label} {clip.name:52} {v2v:>9}", file=sys.stderr, flush=True)
     return results
 
 
 async def run_level(
-    url: str, clips: list[Clip], persona: str | None, concurrency: int, sampler: ServerSampler
+    make: ClientFactory,
+    url: str,
+    clips: list[Clip],
+    persona: str | None,
+    concurrency: int,
+    sampler: ServerSampler,
 ) -> tuple[list[ClipResult], dict[str, Any]]:
     average_s = sum(c.duration_ms for c in clips) / len(clips) / 1000
     before = await sampler.sample()
@@ -54,7 +68,7 @@ async def run_level(
     async with sampler.watch() as samples:
         per_session = await asyncio.gather(
             *(
-                run_session(url, clips, persona, i * average_s / concurrency, f"[{concurrency}:{i}]", False)
+                run_session(make, url, clips, persona, i * average_s / concurrency, f"[{concurrency}:{i}]")
                 for i in range(concurrency)
             )
         )
@@ -65,14 +79,20 @@ async def run_level(
 
 
 async def run_soak(
-    url: str, clips: list[Clip], persona: str | None, concurrency: int, minutes: float, sampler: ServerSampler
+    make: ClientFactory,
+    url: str,
+    clips: list[Clip],
+    persona: str | None,
+    concurrency: int,
+    minutes: float,
+    sampler: ServerSampler,
 ) -> dict[str, Any]:
     deadline = time.monotonic() + minutes * 60
 
     async def loop(index: int) -> int:
         await asyncio.sleep(index * 1.5)
         turns = 0
-        async with VoiceClient(url, persona=persona) as client:
+        async with make(url, persona) as client:
             while time.monotonic() < deadline:
                 await client.play_clip(clips[turns % len(clips)])
                 turns += 1
@@ -158,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N clips (by name)")
     parser.add_argument("--concurrency", default="1", help="comma-separated session counts, e.g. 1,4")
     parser.add_argument("--soak", type=float, metavar="MINUTES", help="memory over time instead")
+    parser.add_argument(
+        "--transport",
+        choices=("websocket", "webrtc"),
+        default="websocket",
+        help="webrtc: Opus audio and a data channel via aiortc, as a browser would",
+    )
     args = parser.parse_args(argv)
+    make = client_factory(args.transport)
 
     paths = sorted(args.audio_dir.glob("*.wav"))[: args.limit]
     if not paths:
@@ -167,11 +194,19 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     references = load_references(args.audio_dir)
     sampler = ServerSampler(args.url)
-    payload: dict[str, Any] = {"turns": [], "summary": {}, "levels": [], "soak": None}
+    payload: dict[str, Any] = {
+        "transport": args.transport,
+        "turns": [],
+        "summary": {},
+        "levels": [],
+        "soak": None,
+    }
 
     if args.soak:
         print(f"soak: {levels[-1]} session(s) for {args.soak} min against {args.url}", file=sys.stderr)
-        payload["soak"] = asyncio.run(run_soak(args.url, clips, args.persona, levels[-1], args.soak, sampler))
+        payload["soak"] = asyncio.run(
+            run_soak(make, args.url, clips, args.persona, levels[-1], args.soak, sampler)
+        )
         soak = payload["soak"]
         print(f"turns {soak['turns']}, RSS growth {soak['rss_growth_mb_per_min']} MB/min")
     else:
@@ -180,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"level {n}: {n} session(s) x {len(clips)} clips (+1 warm-up each), real-time pace",
                 file=sys.stderr,
             )
-            results, resources = asyncio.run(run_level(args.url, clips, args.persona, n, sampler))
+            results, resources = asyncio.run(run_level(make, args.url, clips, args.persona, n, sampler))
             summary = summarise(results, references)
             print(f"\n== {n} concurrent session(s)\n" + table(results, summary))
             print(

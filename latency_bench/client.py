@@ -155,41 +155,46 @@ class VoiceClient:
     async def _receive(self) -> None:
         async for raw in self._ws:
             if isinstance(raw, bytes):
-                turn = self.turns.get(self._audio_turn or "")
-                if turn is None:
-                    self.stray_audio_bytes += len(raw)
-                else:
-                    if turn.first_audio_at is None:
-                        turn.first_audio_at = time.monotonic()
-                    turn.audio_bytes += len(raw)
-                continue
-            message = json.loads(raw)
-            self._record(message)
-            kind = message["type"]
-            turn_id = message.get("turn_id")
-            if turn_id and turn_id not in self.turns:
-                self.turns[turn_id] = TurnRecord(turn_id)
-                self.turn_order.append(turn_id)
-                self._new_turn.set()
-            turn = self.turns.get(turn_id) if turn_id else None
-            if kind == "reply.audio.started":
-                self._audio_turn = turn_id
-            elif kind in ("reply.audio.done", "reply.interrupted"):
-                if self._audio_turn == turn_id:
-                    self._audio_turn = None
-                if kind == "reply.interrupted" and turn is not None:
-                    turn.interrupted = True
-            elif kind == "transcript.final" and turn is not None:
-                turn.transcript = message["text"]
-            elif kind == "turn.done" and turn is not None:
-                turn.reply_text = message["reply_text"]
-                turn.status = message["status"]
-                turn.latency = message["latency"]
-                turn.usage = message["usage"]
-                turn.budget_misses = message["budget_misses"]
-                turn.done.set()
-            elif kind == "session.ended":
+                self._reply_audio(len(raw))
+            elif self._handle(json.loads(raw)):
                 return
+
+    def _reply_audio(self, n_bytes: int) -> None:
+        turn = self.turns.get(self._audio_turn or "")
+        if turn is None:
+            self.stray_audio_bytes += n_bytes
+            return
+        if turn.first_audio_at is None:
+            turn.first_audio_at = time.monotonic()
+        turn.audio_bytes += n_bytes
+
+    def _handle(self, message: dict[str, Any]) -> bool:
+        """Track turns from one server message. Returns True once the session has ended."""
+        self._record(message)
+        kind = message["type"]
+        turn_id = message.get("turn_id")
+        if turn_id and turn_id not in self.turns:
+            self.turns[turn_id] = TurnRecord(turn_id)
+            self.turn_order.append(turn_id)
+            self._new_turn.set()
+        turn = self.turns.get(turn_id) if turn_id else None
+        if kind == "reply.audio.started":
+            self._audio_turn = turn_id
+        elif kind in ("reply.audio.done", "reply.interrupted"):
+            if self._audio_turn == turn_id:
+                self._audio_turn = None
+            if kind == "reply.interrupted" and turn is not None:
+                turn.interrupted = True
+        elif kind == "transcript.final" and turn is not None:
+            turn.transcript = message["text"]
+        elif kind == "turn.done" and turn is not None:
+            turn.reply_text = message["reply_text"]
+            turn.status = message["status"]
+            turn.latency = message["latency"]
+            turn.usage = message["usage"]
+            turn.budget_misses = message["budget_misses"]
+            turn.done.set()
+        return kind == "session.ended"
 
     # ------------------------------------------------------------------------------ streaming
 

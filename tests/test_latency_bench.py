@@ -80,3 +80,12 @@ def test_transcripts_are_normalised_before_scoring():
     assert number_words(1813) == "eighteen thirteen"
     assert normalise("Mr. Quilter, in 1813!") == "mister quilter in eighteen thirteen"
     assert normalise("IN EIGHTEEN THIRTEEN") == normalise("In 1813.")
+
+
+def test_benchmark_runs_over_webrtc_too(server, two_short_clips: Path, tmp_path: Path):
+    report = tmp_path / "report.json"
+    result = _bench(server, two_short_clips, "--transport", "webrtc", "--limit", "1", "--json", str(report))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["transport"] == "webrtc"
+    assert data["turns"][0]["voice_to_voice_ms"] > 0 and data["turns"][0]["reply_text"]
