@@ -128,5 +128,32 @@ async def test_typed_input_and_cancel_stop_the_reply(server, assert_valid):
         await ws.send(json.dumps({"type": "session.end"}))
         ended = await _recv_json(ws)
         messages.append(ended)
-        assert ended["type"] == "session.ended" and ended["usage"]["llm_prompt_tokens"] > 0
+        assert ended["type"] == "session.ended" and ended["reason"] == "client"
+        assert ended["usage"]["llm_prompt_tokens"] > 0
+    assert_valid(messages)
+
+
+async def test_repeat_that_says_the_last_answer_again_at_the_chosen_rate(server, assert_valid):
+    async with websockets.connect(server.ws_url) as ws:
+        messages = [await _recv_json(ws), await _start(ws)]
+        await ws.send(json.dumps({"type": "response.repeat"}))
+        messages.append(await _expect_error(ws, "nothing_to_repeat"))
+        await ws.send(json.dumps({"type": "input.text", "text": "Name a planet."}))
+        while (first := await _recv_json(ws))["type"] != "turn.done":
+            messages.append(first)
+        messages.append(first)
+        await ws.send(json.dumps({"type": "session.update", "voice_rate": 1.4}))
+        await ws.send(json.dumps({"type": "response.repeat"}))
+        audio = 0
+        while True:
+            raw = await ws.recv()
+            if isinstance(raw, bytes):
+                audio += len(raw)
+                continue
+            messages.append(message := json.loads(raw))
+            if message["type"] == "turn.done":
+                break
+        assert message["reply_text"] == first["reply_text"] and message["turn_id"] != first["turn_id"]
+        assert message["usage"]["llm_completion_tokens"] == 0  # said again, not asked again
+        assert audio > 0
     assert_valid(messages)

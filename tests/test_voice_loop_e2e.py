@@ -66,6 +66,8 @@ async def test_student_speaks_and_tutor_answers_in_a_voice(
         "session.ended",
     } <= kinds
     assert client.stray_audio_bytes == 0
+    ended = next(m for m in client.messages if m["type"] == "session.ended")
+    assert ended["reason"] == "client"
 
 
 async def test_student_barging_in_stops_the_reply_at_once(

@@ -73,12 +73,28 @@ class ResponseCancel(_Message):
     type: Literal["response.cancel"]
 
 
+class ResponseRepeat(_Message):
+    """Say the last answer again ("repeat that"), without asking the model again."""
+
+    type: Literal["response.repeat"]
+
+
+class SessionUpdate(_Message):
+    type: Literal["session.update"]
+    voice_rate: float | None = Field(None, ge=0.5, le=2.0, description="Tutor speech rate, 1 = normal")
+
+
 class SessionEnd(_Message):
     type: Literal["session.end"]
 
 
-ClientMessage = Annotated[SessionStart | InputText | ResponseCancel | SessionEnd, Field(discriminator="type")]
-CLIENT_TYPES = frozenset(("session.start", "input.text", "response.cancel", "session.end"))
+ClientMessage = Annotated[
+    SessionStart | InputText | ResponseCancel | ResponseRepeat | SessionUpdate | SessionEnd,
+    Field(discriminator="type"),
+]
+CLIENT_TYPES = frozenset(
+    ("session.start", "input.text", "response.cancel", "response.repeat", "session.update", "session.end")
+)
 
 # ------------------------------------------------------------------------------ server -> client
 
