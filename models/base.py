@@ -62,6 +62,11 @@ class SpeechToText(abc.ABC):
     info: EngineInfo
     sample_rate: int = 16_000
 
+    @property
+    def busy(self) -> bool:
+        """True while earlier requests are queued or running (optional work can be skipped)."""
+        return False
+
     @abc.abstractmethod
     async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription: ...
 
@@ -98,6 +103,11 @@ class LanguageModel(abc.ABC):
     """Streams text pieces for a chat. Must honour `request.cancel` between tokens."""
 
     info: EngineInfo
+
+    @property
+    def busy(self) -> bool:
+        """True while earlier requests are queued or running (optional work can be skipped)."""
+        return False
 
     @abc.abstractmethod
     def stream(self, request: GenerationRequest) -> AsyncIterator[str]: ...

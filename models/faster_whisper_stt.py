@@ -81,5 +81,9 @@ class FasterWhisperSTT(SpeechToText):
             raise EngineError(f"faster-whisper failed: {exc}") from exc
         return Transcription(text=text, audio_ms=len(audio) * 1000 // self.sample_rate)
 
+    @property
+    def busy(self) -> bool:
+        return self._worker.busy
+
     async def aclose(self) -> None:
         self._worker.shutdown()

@@ -67,6 +67,8 @@ class LlamaCppLLM(LanguageModel):
         return tokens, stop
 
     def _generate(self, request: GenerationRequest) -> Iterator[str]:
+        if request.cancel.is_set():  # cancelled while queued: do not even read the prompt
+            return
         messages = list(request.messages)
         tokens, stop = self._prompt_tokens(messages)
         budget = self.context_tokens - request.max_tokens
@@ -103,6 +105,10 @@ class LlamaCppLLM(LanguageModel):
             raise
         except Exception as exc:  # noqa: BLE001
             raise EngineError(f"llama.cpp failed: {exc}") from exc
+
+    @property
+    def busy(self) -> bool:
+        return self._worker.busy
 
     async def aclose(self) -> None:
         self._worker.shutdown()

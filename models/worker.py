@@ -21,10 +21,19 @@ _DONE = object()
 class EngineWorker:
     def __init__(self, name: str) -> None:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{name}")
+        self.pending = 0  # jobs queued or running; sessions use it to skip optional work under load
+
+    @property
+    def busy(self) -> bool:
+        return self.pending > 0
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        self.pending += 1
+        try:
+            return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
+        finally:
+            self.pending -= 1
 
     async def iterate(self, make_iter: Callable[[], Iterator[T]]) -> Any:
         """Drive a blocking iterator on the worker thread, yielding its items to the event loop.
@@ -38,6 +47,8 @@ class EngineWorker:
 
         def produce() -> None:
             try:
+                if stop.is_set():  # the consumer left while this job waited its turn: skip it
+                    return
                 for item in make_iter():
                     if stop.is_set():  # the consumer left (e.g. barge-in): stop after this item
                         break
@@ -48,6 +59,8 @@ class EngineWorker:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         future = loop.run_in_executor(self._executor, produce)
+        self.pending += 1
+        future.add_done_callback(lambda _: setattr(self, "pending", self.pending - 1))
         try:
             while True:
                 item = await queue.get()

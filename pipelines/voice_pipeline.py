@@ -134,6 +134,7 @@ class _Turn:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     side_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     replay: str | None = None  # "repeat that": speak this instead of asking the model
+    hold_reply: bool = False  # speculate the transcript only; answer once committed
 
     def heard_text(self, now: float) -> str:
         """Words the student was sent (audio still queued beyond the playback lead is excluded)."""
@@ -363,6 +364,9 @@ class VoicePipeline:
         if listening is None:
             return
         attempt = _Turn(id=listening.id, listening=listening)
+        # Under load (another session is generating) speculate only the transcription: a reply
+        # that may be thrown away would queue ahead of real ones.
+        attempt.hold_reply = self.engines.llm.busy
         self._launch(attempt, stt=self._transcribe(self._utterance_audio()))
         self._speculation = attempt
 
@@ -379,6 +383,8 @@ class VoicePipeline:
         interval = self.config.partial_interval_ms
         listening = self._listening
         if not interval or listening is None or (self._partial and not self._partial.done()):
+            return
+        if self.engines.stt.busy:  # partials are a courtesy: under load the final comes first
             return
         frames_since = self._detector.frames_seen - self._last_partial_frame
         if frames_since * self.config.turn.frame_ms < interval:
@@ -474,7 +480,7 @@ class VoicePipeline:
             if not turn.user_text:
                 status = "no_speech"
                 return
-            if not self.config.speculative_reply:
+            if not self.config.speculative_reply or turn.hold_reply:
                 await turn.committed.wait()
             await self._reply(turn)
         except asyncio.CancelledError:
