@@ -27,6 +27,7 @@ from latency_bench.stats import percentile
 from latency_bench.wer import load_references, word_error_rate
 
 PCTS = (50, 95, 99)
+TURN_TIMEOUT_S = 120
 ClientFactory = Callable[[str, str | None], VoiceClient]
 
 
@@ -47,7 +48,14 @@ async def run_session(
         await client.play_clip(warm)
         results = []
         for clip in clips:
-            result = await client.play_clip(clip)
+            try:
+                result = await client.play_clip(clip, timeout_s=TURN_TIMEOUT_S)
+            except TimeoutError:
+                # An overloaded server is a result, not a crash: record the turn as unanswered.
+                result = ClipResult(clip.name, "", "", None, {}, 0, [])
+                print(f"  {label} {clip.name:52} timed out", file=sys.stderr, flush=True)
+                results.append(result)
+                continue
             results.append(result)
             v2v = f"{result.voice_to_voice_ms:.0f} ms" if result.voice_to_voice_ms is not None else "-"
             print(f"  {label} {clip.name:52} {v2v:>9}", file=sys.stderr, flush=True)
@@ -124,6 +132,7 @@ def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str
         stages[name] = {f"p{p}": percentile(values, p) for p in PCTS}
     summary: dict[str, Any] = {
         "turns": len(results),
+        "unanswered": sum(1 for r in results if r.voice_to_voice_ms is None),
         "voice_to_voice_ms": {f"p{p}": percentile(v2v, p) for p in PCTS}
         | {"mean": round(sum(v2v) / len(v2v), 1) if v2v else None},
         "server_stages_ms": stages,

@@ -104,7 +104,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
     default_persona: str = "maths"
-    max_reply_tokens: int = Field(64, ge=8, le=512)
+    # Spoken answers are short; every token is also ~0.25 s of speech to synthesise.
+    max_reply_tokens: int = Field(48, ge=8, le=512)
     playback_lead_ms: int = Field(300, ge=0, le=5000)
     engines: EngineSettings = EngineSettings()
     turn: TurnSettings = TurnSettings()
