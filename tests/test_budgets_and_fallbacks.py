@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from latency_bench.wer import word_error_rate
 from models.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from pipelines.agent import TutorAgent
 from pipelines.budgets import APOLOGY, FILLERS, BudgetAction, BudgetPolicy, StageBudget
@@ -40,7 +41,9 @@ class Session:
     def __init__(self, engines, policy: BudgetPolicy, **config) -> None:
         self.events: list = []
         self.pipeline = VoicePipeline(
-            engines, TutorAgent(PERSONAS["maths"]), self._sink,
+            engines,
+            TutorAgent(PERSONAS["maths"]),
+            self._sink,
             PipelineConfig(budgets=policy, playback_lead_ms=5000, **config),
         )
 
@@ -86,10 +89,20 @@ async def test_slow_first_token_plays_a_filler_then_the_answer(real_engines):
     await session.pipeline.aclose()
 
 
-async def test_slow_speech_to_text_answers_the_partial_transcript(real_engines, speech_clips: Path):
+def _clip_path(speech_clips: Path, manifest: list[dict], preferred: str) -> Path:
+    """The preferred real clip, or the longest one (the synthetic fallback has other names)."""
+    entry = next((e for e in manifest if e["file"] == preferred), None)
+    entry = entry or max(manifest, key=lambda e: e["duration_s"])
+    return speech_clips / entry["file"]
+
+
+async def test_slow_speech_to_text_answers_the_partial_transcript(
+    real_engines, speech_clips: Path, speech_manifest
+):
     engines = replace(real_engines, stt=SlowSTT(real_engines.stt, final_delay_s=4))
     session = Session(engines, _policy("stt", 300, BudgetAction.PARTIAL_TRANSCRIPT), partial_interval_ms=600)
-    with wave.open(str(speech_clips / "librispeech_1272-128104-0000.16k.wav")) as wav:
+    clip = _clip_path(speech_clips, speech_manifest, "librispeech_1272-128104-0000.16k.wav")
+    with wave.open(str(clip)) as wav:
         pcm = wav.readframes(wav.getnframes())
     pcm += bytes(32_000)  # 1 s of silence ends the turn
     for i in range(0, len(pcm), 640):
@@ -146,10 +159,13 @@ async def test_a_stalled_engine_gets_an_apology_not_silence(real_engines):
 async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, broken):
     first = SlowLLM(real_engines.llm, fail=broken == "fails", stall=broken == "goes_silent")
     failures: list[str] = []
-    chain = FallbackLLM([first, real_engines.llm], first_output_timeout_s=0.5, idle_timeout_s=2,
-                        on_fallback=lambda kind, failed, nxt, reason: failures.append(reason))
-    session = Session(replace(real_engines, llm=chain),
-                      _policy("llm_first_token", 2500, BudgetAction.FILLER))
+    chain = FallbackLLM(
+        [first, real_engines.llm],
+        first_output_timeout_s=0.5,
+        idle_timeout_s=2,
+        on_fallback=lambda kind, failed, nxt, reason: failures.append(reason),
+    )
+    session = Session(replace(real_engines, llm=chain), _policy("llm_first_token", 2500, BudgetAction.FILLER))
     done = await session.ask("What is two plus three?")
     assert done.status == "completed" and done.reply_text
     assert failures == ["error" if broken == "fails" else "timeout"]
@@ -157,17 +173,23 @@ async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, b
     await session.pipeline.aclose()
 
 
-async def test_tts_and_stt_fallback_chains(real_engines, speech_clips: Path):
-    tts = FallbackTTS([SlowTTS(real_engines.tts, fail=True), real_engines.tts],
-                      first_output_timeout_s=1, idle_timeout_s=2)
+async def test_tts_and_stt_fallback_chains(real_engines, speech_clips: Path, speech_manifest):
+    tts = FallbackTTS(
+        [SlowTTS(real_engines.tts, fail=True), real_engines.tts], first_output_timeout_s=1, idle_timeout_s=2
+    )
     chunks = [c async for c in tts.synthesize("Hello there.", PERSONAS["maths"].voice)]
     assert sum(len(c.pcm16) for c in chunks) > 0
 
-    stt = FallbackSTT([SlowSTT(real_engines.stt, final_delay_s=30), real_engines.stt],
-                      first_output_timeout_s=0.5, idle_timeout_s=1)
+    stt = FallbackSTT(
+        [SlowSTT(real_engines.stt, final_delay_s=30), real_engines.stt],
+        first_output_timeout_s=0.5,
+        idle_timeout_s=1,
+    )
     import numpy as np
 
-    with wave.open(str(speech_clips / "LJ001-0002.16k.wav")) as wav:
+    clip = _clip_path(speech_clips, speech_manifest, "LJ001-0002.16k.wav")
+    with wave.open(str(clip)) as wav:
         audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768
     result = await stt.transcribe(audio)
-    assert "modern" in result.text.lower()
+    reference = next(e["transcript"] for e in speech_manifest if e["file"] == clip.name)
+    assert word_error_rate([reference], [result.text]) < 0.25

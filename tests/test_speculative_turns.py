@@ -31,8 +31,9 @@ def _with_pause(clip: Clip) -> Clip:
     return Clip("paused-" + clip.name, pcm, clip.sample_rate, speech_end_ms(pcm, clip.sample_rate))
 
 
-async def test_a_mid_sentence_pause_yields_one_whole_turn(server, speech_clips: Path, speech_manifest,
-                                                         assert_valid):
+async def test_a_mid_sentence_pause_yields_one_whole_turn(
+    server, speech_clips: Path, speech_manifest, assert_valid
+):
     entry = next((e for e in speech_manifest if e["file"] == CLIP), speech_manifest[0])
     clip = _with_pause(load_clip(speech_clips / entry["file"]))
     async with VoiceClient(server.ws_url, end_of_turn_silence_ms=PATIENCE_MS) as client:
@@ -62,7 +63,11 @@ def test_metrics_expose_latency_histograms_and_counters_after_real_turns(server)
     for stage in ("endpointing", "stt", "llm_first_token", "first_sentence", "tts_first_audio"):
         assert f'convergio_stage_latency_seconds_bucket{{le="0.5",stage="{stage}"}}' in text
     assert re.search(r'^convergio_turns_total\{status="completed"\} [1-9]', text, re.M)
-    for name in ("convergio_active_sessions", "convergio_budget_misses_total",
-                 "convergio_engine_errors_total", "convergio_engine_fallbacks_total",
-                 "process_resident_memory_bytes"):
+    for name in (
+        "convergio_active_sessions",
+        "convergio_budget_misses_total",
+        "convergio_engine_errors_total",
+        "convergio_engine_fallbacks_total",
+        "process_resident_memory_bytes",
+    ):
         assert f"# HELP {name}" in text

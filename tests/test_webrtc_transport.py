@@ -41,8 +41,9 @@ async def _until_no_peers(server, timeout: float) -> float:
     raise AssertionError("the server kept a dead peer connection")
 
 
-async def test_a_peer_speaks_over_webrtc_and_hears_the_tutor(server, speech_clips: Path, speech_manifest,
-                                                             assert_valid):
+async def test_a_peer_speaks_over_webrtc_and_hears_the_tutor(
+    server, speech_clips: Path, speech_manifest, assert_valid
+):
     entry = next((e for e in speech_manifest if e["file"] == CLIP), speech_manifest[0])
     clip = load_clip(speech_clips / entry["file"])
     peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate))
@@ -78,8 +79,13 @@ async def test_bad_offers_get_400_before_aiortc_sees_them(server):
     assert await asyncio.to_thread(_gauge, server, "convergio_webrtc_peers") == 0
 
 
-async def test_a_peer_that_vanishes_is_cleaned_up_within_seconds(server, speech_clips: Path):
-    clip = load_clip(speech_clips / CLIP)
+def _clip(speech_clips: Path, manifest: list[dict]):
+    entry = next((e for e in manifest if e["file"] == CLIP), manifest[0])
+    return load_clip(speech_clips / entry["file"])
+
+
+async def test_a_peer_that_vanishes_is_cleaned_up_within_seconds(server, speech_clips: Path, speech_manifest):
+    clip = _clip(speech_clips, speech_manifest)
     peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate))
     await peer.connect()
     await peer.wait_for("session.started")
@@ -91,8 +97,8 @@ async def test_a_peer_that_vanishes_is_cleaned_up_within_seconds(server, speech_
     await peer.close()
 
 
-async def test_a_peer_stuck_connecting_is_closed(server, speech_clips: Path):
-    clip = load_clip(speech_clips / CLIP)
+async def test_a_peer_stuck_connecting_is_closed(server, speech_clips: Path, speech_manifest):
+    clip = _clip(speech_clips, speech_manifest)
     peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate))
     await peer.pc.setLocalDescription(await peer.pc.createOffer())
     offer = {"type": "offer", "sdp": peer.pc.localDescription.sdp}
