@@ -115,7 +115,6 @@ class VoiceClient:
         self._audio_turn: str | None = None
         self._sent_ms = 0
         self._clock_start = 0.0
-        self._new_turn = asyncio.Event()
         # Reply audio that arrived outside any reply.audio.started ... done/interrupted window.
         self.stray_audio_bytes = 0
 
@@ -176,7 +175,6 @@ class VoiceClient:
         if turn_id and turn_id not in self.turns:
             self.turns[turn_id] = TurnRecord(turn_id)
             self.turn_order.append(turn_id)
-            self._new_turn.set()
         turn = self.turns.get(turn_id) if turn_id else None
         if kind == "reply.audio.started":
             self._audio_turn = turn_id

@@ -38,9 +38,6 @@ class TutorAgent:
             # instead of reusing its cached prefix.
             del self.history[: len(self.history) - self.max_exchanges // 2]
 
-    def system_only(self) -> list[ChatMessage]:
-        return [ChatMessage("system", self.persona.system_prompt)]
-
 
 def _merge_consecutive(messages: list[ChatMessage]) -> list[ChatMessage]:
     """A reply the student cut off before hearing anything leaves two user turns in a row;

@@ -13,14 +13,6 @@ def pcm16_to_float(pcm16: bytes) -> np.ndarray:
     return np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
 
 
-def float_to_pcm16(audio: np.ndarray) -> bytes:
-    return (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-
-
-def pcm16_duration_ms(n_bytes: int, sample_rate: int) -> int:
-    return (n_bytes // 2) * 1000 // sample_rate
-
-
 class PcmResampler:
     """Resamples a continuous mono PCM16 stream. Keeps filter state across chunks, so chunk
     boundaries leave no clicks; a pass-through when the rates already match."""

@@ -279,10 +279,6 @@ class VoicePipeline:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._emitter, timeout=5)
 
-    @property
-    def reply_active(self) -> bool:
-        return self._active is not None and self._active.task is not None and not self._active.task.done()
-
     # ------------------------------------------------------------------------------ VAD + turns
 
     def _process_frame(self, frame: bytes) -> None:

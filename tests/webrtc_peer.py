@@ -4,7 +4,6 @@ reply audio measured on arrival, protocol-v1 events on the "events" data channel
 from __future__ import annotations
 
 import asyncio
-import fractions
 import json
 import time
 import urllib.request
@@ -15,37 +14,24 @@ import numpy as np
 import soxr
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-RATE = 48_000
-FRAME = RATE // 50
+from latency_bench.client import SAMPLE_RATE
+from latency_bench.webrtc_client import MicrophoneTrack
 
 
-class ClipTrack(MediaStreamTrack):
-    """A microphone: the clip at real-time pace, then silence for as long as the call lasts."""
-
-    kind = "audio"
+class ClipTrack(MicrophoneTrack):
+    """The benchmark's microphone with a clip queued, then silence; `vanished` makes it go quiet
+    without a goodbye, like a laptop lid closing."""
 
     def __init__(self, pcm16: bytes, sample_rate: int) -> None:
         super().__init__()
         samples = np.frombuffer(pcm16, dtype="<i2")
-        self._audio = soxr.resample(samples, sample_rate, RATE).astype("<i2")
-        self._pts = 0
-        self._start: float | None = None
+        self.queue(soxr.resample(samples, sample_rate, SAMPLE_RATE).astype("<i2").tobytes())
         self.vanished = asyncio.Event()
 
     async def recv(self) -> av.AudioFrame:
         if self.vanished.is_set():
-            await asyncio.Event().wait()  # the peer is gone: no more packets, no goodbye
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._pts / RATE - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        chunk = self._audio[self._pts : self._pts + FRAME]
-        chunk = np.pad(chunk, (0, FRAME - len(chunk)))
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = RATE, self._pts, fractions.Fraction(1, RATE)
-        self._pts += FRAME
-        return frame
+            await asyncio.Event().wait()  # no more packets, no goodbye
+        return await super().recv()
 
 
 class Peer:
