@@ -45,6 +45,13 @@ class VoiceActivityDetector(abc.ABC):
     @abc.abstractmethod
     def is_speech(self, frame: bytes) -> bool: ...
 
+    def new_stream(self) -> VoiceActivityDetector:
+        """A detector for one more audio stream. Detectors with memory (smoothing, hangover,
+        adaptive noise floor) must return a fresh instance: fed two sessions' frames in turn, one
+        student's speech would keep the other's silence "voiced". Stateless detectors may return
+        themselves."""
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Transcription:

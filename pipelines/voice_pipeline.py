@@ -176,6 +176,7 @@ class VoicePipeline:
         self._sink = sink
         self._clock = clock
         self._detector = TurnDetector(self.config.turn)
+        self._vad = engines.vad.new_stream()  # never shared: a VAD remembers what it heard
         frame_ms = self.config.turn.frame_ms
         self._frame_bytes = PIPELINE_SAMPLE_RATE * frame_ms // 1000 * 2
         self._pending = bytearray()
@@ -284,7 +285,7 @@ class VoicePipeline:
     def _process_frame(self, frame: bytes) -> None:
         now = self._clock()
         detector = self._detector
-        signal = detector.process(self.engines.vad.is_speech(frame))
+        signal = detector.process(self._vad.is_speech(frame))
         self._frame_times.append((detector.frames_seen, now))
         if detector.in_speech or signal is TurnSignal.END_OF_TURN:
             if signal is TurnSignal.SPEECH_START:

@@ -106,3 +106,20 @@ async def test_student_barging_in_stops_the_reply_at_once(
     after = types[types.index("reply.interrupted") :]
     assert "reply.audio.started" in after  # the second question still gets its answer
     assert client.turns[interrupted_turn].audio_bytes > 0
+
+
+async def test_concurrent_sessions_never_hear_each_other(server, speech_clips: Path, speech_manifest):
+    """A classroom: while one student talks, a second student's microphone is silent. The second
+    session must detect no speech (a voice detector shared between sessions would carry the
+    first student's speech into the second's silence) and the first still gets its transcript."""
+    import asyncio
+
+    entry = _pick(speech_manifest)[0]
+    clip = load_clip(speech_clips / entry["file"])
+    async with VoiceClient(server.ws_url) as talking, VoiceClient(server.ws_url) as silent:
+        silence_ms = clip.duration_ms + 3000
+        result, _ = await asyncio.gather(talking.play_clip(clip), silent.send_silence(silence_ms))
+        await silent.send_silence(1500)  # while the first student hears the reply
+    assert word_error_rate([entry["transcript"]], [result.transcript]) < 0.25
+    heard = [m["type"] for m in silent.messages if m["type"].startswith(("speech.", "transcript."))]
+    assert heard == [], f"the silent session heard speech: {heard}"
