@@ -18,6 +18,7 @@ import web_client
 from pipelines.personas import PERSONAS
 from voice_server import __version__
 from voice_server.engines import EngineHub
+from voice_server.loop_monitor import watch_loop_lag
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import protocol_schema
 from voice_server.settings import Settings
@@ -50,10 +51,12 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
 
         # Load in the background so /healthz answers while models load; /readyz says when done.
         loader = asyncio.create_task(load())
+        lag_watch = asyncio.create_task(watch_loop_lag(metrics.loop_lag))
         try:
             yield
         finally:
             loader.cancel()
+            lag_watch.cancel()
             await webrtc.aclose()
             await hub.aclose()
 

@@ -40,6 +40,10 @@ class VoiceMetrics:
         self.engine_errors = Counter(
             "convergio_engine_errors_total", "Turns an engine failed or stalled", ["code"], registry=r
         )
+        self.loop_lag = Histogram(
+            "convergio_event_loop_lag_seconds", "How late the event loop runs a 100 ms timer",
+            buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
         self.engine_fallbacks = Counter(
             "convergio_engine_fallbacks_total", "Attempts handed to the next engine of a chain",
             ["kind", "failed", "next", "reason"], registry=r,
