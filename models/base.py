@@ -119,6 +119,12 @@ class LanguageModel(abc.ABC):
     @abc.abstractmethod
     def stream(self, request: GenerationRequest) -> AsyncIterator[str]: ...
 
+    async def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        """Optional: read a prompt's start into the model's cache ahead of time (the question
+        heard so far, while the student is still talking), so the real request later only reads
+        what changed. Returns the prompt tokens read; engines without a cache do nothing."""
+        return 0
+
     async def warm_up(self, prefixes: Sequence[Sequence[ChatMessage]] = ()) -> None:
         """Run a tiny generation so the first real turn pays no load or cache cost."""
         for messages in prefixes or [[ChatMessage("user", "Hi")]]:

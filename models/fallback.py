@@ -15,6 +15,7 @@ from typing import TypeVar
 import numpy as np
 
 from models.base import (
+    ChatMessage,
     EngineError,
     EngineInfo,
     GenerationRequest,
@@ -134,6 +135,10 @@ class FallbackLLM(_Chain, LanguageModel):
                 request.usage.prompt_tokens += attempt.usage.prompt_tokens
                 request.usage.completion_tokens += attempt.usage.completion_tokens
         raise EngineError(f"every language model failed: {last}")
+
+
+    async def prefill(self, messages: Sequence[ChatMessage]) -> int:
+        return await self.engines[0].prefill(messages)  # type: ignore[attr-defined]
 
 
 class FallbackTTS(_Chain, TextToSpeech):

@@ -18,10 +18,15 @@ class FasterWhisperSTT(SpeechToText):
 
         path = model_dir or whisper_tiny_en_dir()
         self.info = EngineInfo("stt", "faster-whisper", "tiny.en")
-        self._model = WhisperModel(
-            str(path), device="cpu", compute_type="int8", cpu_threads=threads, num_workers=1
-        )
-        self._worker = EngineWorker("stt")
+        # One model per worker lane (tiny.en int8 is ~40 MB), so a partial transcript on the
+        # background lane never holds up a final one: the urgent lane's uses `threads`, the
+        # background lane's one thread (it never gets more than one core).
+        self._models = [
+            WhisperModel(str(path), device="cpu", compute_type="int8", cpu_threads=n, num_workers=1)
+            for n in (threads, 1)
+        ]
+        self._model = self._models[0]
+        self._worker = EngineWorker("stt", cores=threads, max_started=2)  # one model per lane
         self.trim_window = trim_window
         from faster_whisper.tokenizer import Tokenizer
 
@@ -45,8 +50,9 @@ class FasterWhisperSTT(SpeechToText):
         padded = np.zeros(window_s * self.sample_rate, dtype=np.float32)
         padded[: len(audio)] = audio
         features = self._model.feature_extractor(padded, padding=0)[:, : window_s * 100]
-        encoded = self._model.encode(features)
-        result = self._model.model.generate(
+        model = self._models[self._worker.lane]
+        encoded = model.encode(features)
+        result = model.model.generate(
             encoded,
             [self._prompt],
             beam_size=1,

@@ -26,7 +26,7 @@ def _engine_options(kind: str, settings: Settings) -> dict[str, object]:
     return {
         "vad": {"aggressiveness": e.vad_aggressiveness},
         "stt": {"threads": e.stt_threads, "trim_window": e.stt_trim_window},
-        "llm": {"threads": e.llm_threads, "batch_threads": e.llm_batch_threads},
+        "llm": {"threads": e.llm_threads, "batch_threads": e.llm_batch_threads, "contexts": e.llm_contexts},
         "tts": {"threads": e.tts_threads},
     }[kind]
 
@@ -70,7 +70,8 @@ class EngineHub:
             say("[5/5] warming up (first transcription, persona prompts, first voice, fillers) ...")
             started = time.perf_counter()
             await engines.stt.warm_up()
-            # llama.cpp keeps one prompt prefix in its KV cache: make it the default persona's.
+            # Every KV cache starts with the default persona's system prompt, so a new session's
+            # first turn only reads its question.
             persona = PERSONAS[self.settings.default_persona]
             await engines.llm.warm_up([[ChatMessage("system", persona.system_prompt)]])
             await engines.tts.warm_up()

@@ -11,7 +11,12 @@ from prometheus_client import (
     generate_latest,
 )
 
+from collections.abc import Iterator
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
 from models.base import EngineInfo
+from models.scheduling import CPU
 from pipelines.frames import BudgetMiss, PipelineError, PipelineEvent, TurnDone
 
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
@@ -29,6 +34,15 @@ class VoiceMetrics:
         self.voice_to_voice = Histogram(
             "convergio_voice_to_voice_seconds", "End of student speech to first reply audio sent",
             buckets=_BUCKETS, registry=r,
+        )
+        self.voice_to_answer = Histogram(
+            "convergio_voice_to_answer_seconds",
+            "End of student speech to the first audio of the answer itself (fillers excluded)",
+            buckets=_BUCKETS, registry=r,
+        )
+        self.reply_gaps = Counter(
+            "convergio_reply_gap_seconds", "Silence inside replies where the next audio was late",
+            registry=r,
         )
         self.budget_misses = Counter(
             "convergio_budget_misses_total", "Stages that overran their budget, by action taken",
@@ -49,12 +63,37 @@ class VoiceMetrics:
             ["kind", "failed", "next", "reason"], registry=r,
         )
 
+        registry_cpu = CPU
+
+        class _CpuCollector:
+            def collect(self) -> Iterator[Metric]:
+                waited = CounterMetricFamily(
+                    "convergio_cpu_wait_seconds", "Time engine steps waited for a core, by urgency",
+                    labels=["urgency"],
+                )
+                held = CounterMetricFamily(
+                    "convergio_cpu_busy_seconds", "Core-seconds engine steps ran, by urgency",
+                    labels=["urgency"],
+                )
+                for urgency, seconds in registry_cpu.waited_s.items():
+                    waited.add_metric([urgency], seconds)
+                for urgency, seconds in registry_cpu.held_s.items():
+                    held.add_metric([urgency], seconds)
+                yield waited
+                yield held
+
+        r.register(_CpuCollector())  # type: ignore[arg-type]
+
     def observe(self, event: PipelineEvent) -> None:
         if isinstance(event, TurnDone):
             self.turns.labels(event.status).inc()
             for key, ms in event.latency_ms.items():
                 if key == "voice_to_voice_ms":
                     self.voice_to_voice.observe(ms / 1000)
+                elif key == "voice_to_answer_ms":
+                    self.voice_to_answer.observe(ms / 1000)
+                elif key == "reply_gaps_ms":
+                    self.reply_gaps.inc(ms / 1000)
                 else:
                     self.stage_latency.labels(key.removesuffix("_ms")).observe(ms / 1000)
         elif isinstance(event, BudgetMiss):

@@ -23,20 +23,27 @@ class EngineSettings(BaseModel):
     attempt_timeout_ms: int = Field(1500, ge=50)  # for an attempt's first output
     idle_timeout_ms: int = Field(2000, ge=50)  # between outputs of a streaming attempt
     vad_aggressiveness: int = Field(2, ge=0, le=3)
-    # Thread plan for two cores: see FIELD-NOTES (llama.cpp spin-waits against the others).
+    # The most threads one step of each engine may use. Steps get cores from one machine-wide
+    # arbiter, most urgent first (models/scheduling.py), and run on fewer threads when fewer
+    # cores are free, so these never oversubscribe the machine.
     stt_threads: int = Field(2, ge=1)
     # Encode a 10/20 s whisper window instead of the padded 30 s (same accuracy, ~3x faster).
     stt_trim_window: bool = True
+    # A token is no faster on two threads here (~25 ms either way); reading a prompt is.
     llm_threads: int = Field(1, ge=1)
     llm_batch_threads: int = Field(2, ge=1)
-    tts_threads: int = Field(1, ge=1)
+    # KV-cache contexts of 1024 tokens (~35 MB each). Generations run interleaved, one per
+    # context: with fewer contexts than replies in flight, an urgent reply waits for one.
+    llm_contexts: int = Field(8, ge=1, le=64)
+    tts_threads: int = Field(2, ge=1)
 
 
 class TurnSettings(BaseModel):
     end_of_turn_silence_ms: int = Field(600, ge=150, le=5000)
-    speculation_silence_ms: int = Field(240, ge=90, le=5000)
-    partial_interval_ms: int = Field(900, ge=0, le=10_000)
+    speculation_silence_ms: int = Field(200, ge=90, le=5000)
+    partial_interval_ms: int = Field(1200, ge=0, le=10_000)
     speculative_reply: bool = True
+    prefill: bool = True  # read the partial transcript into the LLM cache while the student talks
 
     @model_validator(mode="after")
     def _speculation_first(self) -> TurnSettings:
@@ -68,9 +75,9 @@ class BudgetSettings(BaseModel):
 
     endpointing: StageBudgetSettings = _stage(900)
     stt: StageBudgetSettings = _stage(700, BudgetAction.PARTIAL_TRANSCRIPT)
-    llm_first_token: StageBudgetSettings = _stage(700, BudgetAction.FILLER)
+    llm_first_token: StageBudgetSettings = _stage(700)
     first_sentence: StageBudgetSettings = _stage(900, BudgetAction.SHORTEN)
-    tts_first_audio: StageBudgetSettings = _stage(600, BudgetAction.FILLER)
+    tts_first_audio: StageBudgetSettings = _stage(600)
     voice_to_voice: StageBudgetSettings = _stage(1500, BudgetAction.FILLER)
     stall_ms: int = Field(8000, ge=100)
 
