@@ -125,6 +125,7 @@ async def run_soak(
 
 def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str, Any]:
     v2v = [r.voice_to_voice_ms for r in results if r.voice_to_voice_ms is not None]
+    v2a = [r.voice_to_answer_ms for r in results if r.voice_to_answer_ms is not None]
     stage_names = sorted({s for r in results for s in r.stages})
     stages = {}
     for name in stage_names:
@@ -135,6 +136,7 @@ def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str
         "unanswered": sum(1 for r in results if r.voice_to_voice_ms is None),
         "voice_to_voice_ms": {f"p{p}": percentile(v2v, p) for p in PCTS}
         | {"mean": round(sum(v2v) / len(v2v), 1) if v2v else None},
+        "voice_to_answer_ms": {f"p{p}": percentile(v2a, p) for p in PCTS},
         "server_stages_ms": stages,
         "budget_misses": sum(len(t.budget_misses) for r in results for t in r.turns),
     }
@@ -147,16 +149,16 @@ def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str
 
 def table(results: list[ClipResult], summary: dict[str, Any]) -> str:
     names = list(summary["server_stages_ms"])
-    head = f"{'clip':44} {'v2v':>6} " + " ".join(f"{n[:11]:>11}" for n in names)
+    head = f"{'clip':44} {'v2v':>6} {'answer':>6} " + " ".join(f"{n[:11]:>11}" for n in names)
     lines = [head, "-" * len(head)]
     for r in results:
-        v2v = f"{r.voice_to_voice_ms:.0f}" if r.voice_to_voice_ms is not None else "-"
         cells = " ".join(f"{_fmt(r.stages.get(n)):>11}" for n in names)
-        lines.append(f"{r.clip[:44]:44} {v2v:>6} {cells}")
+        lines.append(f"{r.clip[:44]:44} {_fmt(r.voice_to_voice_ms):>6} {_fmt(r.voice_to_answer_ms):>6} {cells}")
     for p in PCTS:
         v = summary["voice_to_voice_ms"][f"p{p}"]
+        a = summary["voice_to_answer_ms"][f"p{p}"]
         cells = " ".join(f"{_fmt(summary['server_stages_ms'][n][f'p{p}']):>11}" for n in names)
-        lines.append(f"{'p' + str(p):44} {_fmt(v):>6} {cells}")
+        lines.append(f"{'p' + str(p):44} {_fmt(v):>6} {_fmt(a):>6} {cells}")
     if "word_error_rate" in summary:
         lines.append(f"word error rate (normalised): {summary['word_error_rate'] * 100:.1f}%")
     return "\n".join(lines)
@@ -172,6 +174,7 @@ def _turn_json(r: ClipResult) -> dict[str, Any]:
         "transcript": r.transcript,
         "reply_text": r.reply_text,
         "voice_to_voice_ms": r.voice_to_voice_ms,
+        "voice_to_answer_ms": r.voice_to_answer_ms,
         "stages": r.stages,
         "reply_audio_ms": r.reply_audio_ms,
     }

@@ -85,6 +85,9 @@ class ClipResult:
     stages: dict[str, int | None]
     reply_audio_ms: int
     turns: list[TurnRecord]
+    # To the first audio of the answer itself: the client's voice-to-voice plus however long a
+    # filler covered for the answer on the server's clock (equal when no filler was needed).
+    voice_to_answer_ms: float | None = None
 
 
 class VoiceClient:
@@ -243,6 +246,10 @@ class VoiceClient:
         if last.first_audio_at is not None:
             v2v = round((last.first_audio_at - speech_sent_at) * 1000, 1)
         stages = {k.removesuffix("_ms"): v for k, v in last.latency.items()}
+        v2a = None
+        server_v2v, server_v2a = last.latency.get("voice_to_voice_ms"), last.latency.get("voice_to_answer_ms")
+        if v2v is not None and server_v2v is not None and server_v2a is not None:
+            v2a = round(v2v + server_v2a - server_v2v, 1)
         return ClipResult(
             clip=clip.name,
             transcript=" ".join(t.transcript for t in spoken).strip(),
@@ -251,6 +258,7 @@ class VoiceClient:
             stages=stages,
             reply_audio_ms=sum(t.audio_bytes for t in mine) // 2 * 1000 // max(self.output_rate, 1),
             turns=mine,
+            voice_to_answer_ms=v2a,
         )
 
     async def wait_for(

@@ -6,7 +6,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-STAGES = ("endpointing", "stt", "llm_first_token", "first_sentence", "tts_first_audio", "voice_to_voice")
+STAGES = (
+    "endpointing", "stt", "llm_first_token", "first_sentence", "tts_first_audio", "voice_to_voice",
+    "voice_to_answer",
+)
+# Measured by the client (the others are the server's own stage timings).
+CLIENT_SIDE = {"voice_to_voice": "voice_to_voice_ms", "voice_to_answer": "voice_to_answer_ms"}
 
 
 def write_reports(payload: dict[str, Any], folder: Path) -> list[Path]:
@@ -43,8 +48,8 @@ def _plot(payload: dict[str, Any], path: Path) -> None:
         data, labels = [], []
         for level in levels:
             for stage in STAGES:
-                key = "voice_to_voice_ms" if stage == "voice_to_voice" else None
-                values = [t["voice_to_voice_ms"] if key else t["stages"].get(stage) for t in level["turns"]]
+                key = CLIENT_SIDE.get(stage)
+                values = [t.get(key) if key else t["stages"].get(stage) for t in level["turns"]]
                 values = [v for v in values if v is not None]
                 if values:
                     data.append(values)
@@ -57,6 +62,9 @@ def _plot(payload: dict[str, Any], path: Path) -> None:
             axes[1].plot(
                 concurrency, [lv["summary"]["voice_to_voice_ms"][p] for lv in levels], marker="o", label=p
             )
+        for p in ("p50", "p95"):
+            answer = [(lv["summary"].get("voice_to_answer_ms") or {}).get(p) for lv in levels]
+            axes[1].plot(concurrency, answer, marker="x", linestyle="--", label=f"answer {p}")
         axes[1].set(
             title="Voice-to-voice vs concurrent sessions", xlabel="sessions", ylabel="ms", xticks=concurrency
         )
@@ -79,17 +87,18 @@ def _markdown(payload: dict[str, Any]) -> str:
         ]
         return "\n".join(lines)
     lines += [
-        "| sessions | turns | v2v p50 | v2v p95 | v2v p99 | WER | budget misses | CPU cores/session "
-        "| RSS peak MB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| sessions | turns | v2v p50 | v2v p95 | v2v p99 | answer p50 | answer p95 | WER "
+        "| budget misses | CPU cores/session | RSS peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for level in payload["levels"]:
         s, r = level["summary"], level["resources"]
         v = s["voice_to_voice_ms"]
+        a = s.get("voice_to_answer_ms") or {"p50": None, "p95": None}
         wer = f"{s['word_error_rate'] * 100:.1f}%" if "word_error_rate" in s else "-"
         lines.append(
             f"| {level['concurrency']} | {s['turns']} | {_ms(v['p50'])} | {_ms(v['p95'])} | "
-            f"{_ms(v['p99'])} | {wer} | {s['budget_misses']} | {r['cpu_cores_per_session']} | "
+            f"{_ms(v['p99'])} | {_ms(a['p50'])} | {_ms(a['p95'])} | {wer} | {s['budget_misses']} | {r['cpu_cores_per_session']} | "
             f"{r['rss_peak_mb']} |"
         )
     lines += ["", "Per stage (ms, p50 / p95):", ""]

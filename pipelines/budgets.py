@@ -57,9 +57,12 @@ class BudgetPolicy:
         default_factory=lambda: {
             "endpointing": StageBudget(900),
             "stt": StageBudget(700, BudgetAction.PARTIAL_TRANSCRIPT),
-            "llm_first_token": StageBudget(700, BudgetAction.FILLER),
+            # One filler trigger: the silence the student actually sits through. A filler spoken
+            # early for one slow stage would delay an answer that was about to be ready, since
+            # the answer then waits for the filler to finish.
+            "llm_first_token": StageBudget(700),
             "first_sentence": StageBudget(900, BudgetAction.SHORTEN),
-            "tts_first_audio": StageBudget(600, BudgetAction.FILLER),
+            "tts_first_audio": StageBudget(600),
             "voice_to_voice": StageBudget(1500, BudgetAction.FILLER),
         }
     )
@@ -76,5 +79,6 @@ class BudgetPolicy:
                 raise ValueError(f"action {budget.action.value!r} is not available for {stage}: {names}")
 
 
-FILLERS = ("Let me think about that.", "Good question, one moment.", "Hmm, let me see.")
+# Short on purpose (under a second): an answer that becomes ready meanwhile waits for the filler.
+FILLERS = ("Hmm, let's see.", "Let me think.", "Right, let's see.")
 APOLOGY = "Sorry, I'm having trouble answering right now. Could you ask me again?"

@@ -25,7 +25,7 @@ class TurnDetectorConfig:
     frame_ms: int = 30
     start_window_frames: int = 8
     start_voiced_frames: int = 5  # 5 voiced of the last 8 frames (~150 ms of speech) starts a turn
-    speculation_silence_ms: int = 240
+    speculation_silence_ms: int = 200
     end_of_turn_silence_ms: int = 600
     preroll_ms: int = 300  # audio kept from before the detected start, so first syllables survive
     # After a pause, this many consecutive voiced frames resume the turn; a lone noisy frame doesn't.

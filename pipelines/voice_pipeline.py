@@ -27,13 +27,15 @@ from models.base import (
     GenerationRequest,
     LanguageModel,
     SpeechToText,
+    SynthesizedAudio,
     TextToSpeech,
     Transcription,
     VoiceActivityDetector,
 )
+from models.scheduling import Priority, Urgency, work_scope
 from pipelines.agent import TutorAgent
 from pipelines.audio import PIPELINE_SAMPLE_RATE, pcm16_to_float
-from pipelines.budgets import STAGE_MARKS, BudgetAction, BudgetPolicy
+from pipelines.budgets import FILLERS, STAGE_MARKS, BudgetAction, BudgetPolicy
 from pipelines.chunker import SentenceChunker
 from pipelines.fillers import CachedSpeech, FillerCache
 from pipelines.frames import (
@@ -63,6 +65,7 @@ EventSink = Callable[[PipelineEvent], Awaitable[None]]
 
 # The order of the marks a turn passes through; each stage is the time since the previous mark.
 STAGES = ("endpointing", "stt", "llm_first_token", "first_sentence", "tts_first_audio", "send")
+PARTIAL_WINDOW_S = 19
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +80,7 @@ class Engines:
 @dataclass(frozen=True, slots=True)
 class PipelineConfig:
     turn: TurnDetectorConfig = field(default_factory=TurnDetectorConfig)
-    partial_interval_ms: int = 900  # 0 turns partial transcripts off
+    partial_interval_ms: int = 1200  # 0 turns partial transcripts off
     tail_ms: int = 210  # silence kept after the last voiced frame; whisper likes a little
     max_utterance_ms: int = 45_000
     playback_lead_ms: int = 300
@@ -86,6 +89,8 @@ class PipelineConfig:
     # At the first pause, transcribe *and* start answering, held back until the silence confirms
     # the end of the turn; thrown away if the student goes on. Off: only transcribe early.
     speculative_reply: bool = True
+    # Prefill the language model's cache with each partial transcript (see _run_partial).
+    prefill: bool = True
 
 
 @dataclass(slots=True)
@@ -121,6 +126,9 @@ class _Turn:
     task: asyncio.Task[None] | None = None
     # Client playback model: when the audio sent so far will have finished playing.
     play_end: float = 0.0
+    # Silence inside the reply: audio that was not ready when the student's buffer ran dry.
+    gaps_ms: int = 0
+    answer_ready: bool = False  # the answer's first audio exists (a filler may stop early)
     # Speculation: events are held back until the end of the turn is confirmed.
     committed: asyncio.Event = field(default_factory=asyncio.Event)
     held: list[PipelineEvent] = field(default_factory=list)
@@ -134,7 +142,10 @@ class _Turn:
     send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     side_tasks: list[asyncio.Task[None]] = field(default_factory=list)
     replay: str | None = None  # "repeat that": speak this instead of asking the model
-    hold_reply: bool = False  # speculate the transcript only; answer once committed
+    # How urgent this attempt's engine work is (models.scheduling): speculative until committed,
+    # then urgent until its first audio; the rest of the reply runs behind other students' firsts.
+    priority: Priority = field(default_factory=lambda: Priority(Urgency.SPECULATIVE))
+    llm_priority: Priority | None = None
 
     def heard_text(self, now: float) -> str:
         """Words the student was sent (audio still queued beyond the playback lead is excluded)."""
@@ -361,10 +372,7 @@ class VoicePipeline:
         if listening is None:
             return
         attempt = _Turn(id=listening.id, listening=listening)
-        # Under load (another session is generating) speculate only the transcription: a reply
-        # that may be thrown away would queue ahead of real ones.
-        attempt.hold_reply = self.engines.llm.busy
-        self._launch(attempt, stt=self._transcribe(self._utterance_audio()))
+        self._launch(attempt, stt=self._transcribe(self._utterance_audio(), attempt.priority))
         self._speculation = attempt
 
     def _drop_speculation(self) -> None:
@@ -373,8 +381,12 @@ class VoicePipeline:
             attempt.discarded = True
             self._cancel(attempt)
 
-    def _transcribe(self, audio: np.ndarray) -> asyncio.Task[Transcription]:
-        return asyncio.get_running_loop().create_task(self.engines.stt.transcribe(audio))
+    def _transcribe(self, audio: np.ndarray, priority: Priority) -> asyncio.Task[Transcription]:
+        async def transcribe() -> Transcription:
+            with work_scope(priority):
+                return await self.engines.stt.transcribe(audio)
+
+        return asyncio.get_running_loop().create_task(transcribe())
 
     def _maybe_partial(self) -> None:
         interval = self.config.partial_interval_ms
@@ -387,20 +399,31 @@ class VoicePipeline:
         if frames_since * self.config.turn.frame_ms < interval:
             return
         self._last_partial_frame = self._detector.frames_seen
-        audio = pcm16_to_float(bytes(self._utterance))
-        self._partial = asyncio.get_running_loop().create_task(self._run_partial(listening, audio))
+        # The most recent words only: a partial is a live caption, and its cost must stay bounded
+        # (whisper's 20 s window) however long the student talks.
+        recent = self._utterance[-PARTIAL_WINDOW_S * PIPELINE_SAMPLE_RATE * 2 :]
+        audio = pcm16_to_float(bytes(recent))
+        whole = len(recent) == len(self._utterance)
+        self._partial = asyncio.get_running_loop().create_task(self._run_partial(listening, audio, whole))
 
-    async def _run_partial(self, listening: _Listening, audio: np.ndarray) -> None:
+    async def _run_partial(self, listening: _Listening, audio: np.ndarray, whole: bool) -> None:
         try:
-            result = await self.engines.stt.transcribe(audio, partial=True)
-        except EngineError as exc:
-            log.warning("partial transcription failed: %s", exc)
-            return
-        listening.speculative_usage.stt_partial_audio_ms += result.audio_ms
-        if result.text:
-            listening.latest_partial = result.text
-            if self._listening is listening:
+            with work_scope(Priority(Urgency.OPTIONAL)):
+                result = await self.engines.stt.transcribe(audio, partial=True)
+                listening.speculative_usage.stt_partial_audio_ms += result.audio_ms
+                if not result.text:
+                    return
+                listening.latest_partial = result.text
+                if self._listening is not listening:
+                    return
                 self._emit(TranscriptPartial(listening.id, result.text))
+                if whole and self.config.prefill:
+                    # Read the question heard so far into the model's cache while the student
+                    # is still talking: at the pause only the words that changed are left to read.
+                    tokens = await self.engines.llm.prefill(self.agent.messages_for(result.text))
+                    listening.speculative_usage.llm_prompt_tokens += tokens
+        except EngineError as exc:
+            log.warning("partial transcription or prefill failed: %s", exc)
 
     def _on_end_of_turn(self) -> None:
         listening, self._listening = self._listening, None
@@ -411,7 +434,7 @@ class VoicePipeline:
         attempt, self._speculation = self._speculation, None
         if attempt is None:
             attempt = _Turn(id=listening.id, listening=listening)
-            self._launch(attempt, stt=self._transcribe(self._utterance_audio()))
+            self._launch(attempt, stt=self._transcribe(self._utterance_audio(), attempt.priority))
         attempt.marks["speech_end"] = self._arrival_of(self._detector.last_voiced_end)
         attempt.marks["end_of_turn"] = self._clock()
         self._carry = (listening, bytes(self._utterance), self._utterance_first_frame,
@@ -439,6 +462,9 @@ class VoicePipeline:
             self._emit(event)
         turn.held.clear()
         turn.committed.set()
+        for priority in (turn.priority, turn.llm_priority):
+            if priority is not None and priority.urgency is Urgency.SPECULATIVE:
+                priority.urgency = Urgency.NOW
         turn.side_tasks.append(asyncio.get_running_loop().create_task(self._watch_budgets(turn)))
 
     def _emit_turn(self, turn: _Turn, event: PipelineEvent) -> None:
@@ -477,7 +503,7 @@ class VoicePipeline:
             if not turn.user_text:
                 status = "no_speech"
                 return
-            if not self.config.speculative_reply or turn.hold_reply:
+            if not self.config.speculative_reply:
                 await turn.committed.wait()
             await self._reply(turn)
         except asyncio.CancelledError:
@@ -535,27 +561,35 @@ class VoicePipeline:
         chunker = SentenceChunker()
         emitted = 0
         limit: int | None = None
+        turn.llm_priority = priority = Priority(turn.priority.urgency, turn.priority.since)
+
+        def queue(piece: str) -> None:
+            turn.marks.setdefault("first_sentence", self._clock())
+            pieces.put_nowait(piece)
+            # The first piece is what the student waits for; the rest can queue behind other
+            # students' first pieces (it is needed only once this one has been spoken).
+            priority.urgency = max(priority.urgency, Urgency.AHEAD)
+
         try:
-            async for delta in self.engines.llm.stream(request):
-                turn.marks.setdefault("llm_first_token", self._clock())
-                turn.generated += delta
-                self._emit_turn(turn, ReplyTextDelta(turn.id, delta))
-                ready = chunker.push(delta)
-                if turn.shorten and limit is None:
-                    # Budget action "shorten": speak what there is now and end after one more piece.
-                    ready += [] if ready else chunker.flush()
-                    limit = emitted + len(ready) + 1
-                for piece in ready:
-                    turn.marks.setdefault("first_sentence", self._clock())
-                    pieces.put_nowait(piece)
-                    emitted += 1
-                if limit is not None and emitted >= limit:
-                    request.cancel.set()
-                    break
-            else:
-                for piece in chunker.flush():
-                    turn.marks.setdefault("first_sentence", self._clock())
-                    pieces.put_nowait(piece)
+            with work_scope(priority):
+                async for delta in self.engines.llm.stream(request):
+                    turn.marks.setdefault("llm_first_token", self._clock())
+                    turn.generated += delta
+                    self._emit_turn(turn, ReplyTextDelta(turn.id, delta))
+                    ready = chunker.push(delta)
+                    if turn.shorten and limit is None:
+                        # Budget action "shorten": speak what there is now and end after one more.
+                        ready += [] if ready else chunker.flush()
+                        limit = emitted + len(ready) + 1
+                    for piece in ready:
+                        queue(piece)
+                        emitted += 1
+                    if limit is not None and emitted >= limit:
+                        request.cancel.set()
+                        break
+                else:
+                    for piece in chunker.flush():
+                        queue(piece)
         finally:
             turn.usage.llm_prompt_tokens = request.usage.prompt_tokens
             turn.usage.llm_completion_tokens = request.usage.completion_tokens
@@ -563,22 +597,50 @@ class VoicePipeline:
             pieces.put_nowait(None)
 
     async def _speak(self, turn: _Turn, pieces: asyncio.Queue[str | None]) -> None:
-        tts = self.engines.tts
-        turn.usage.providers["tts"] = _label(tts.info)
-        while (text := await pieces.get()) is not None:
-            piece = _SpokenPiece(text)
-            turn.pieces.append(piece)
-            turn.usage.tts_chars += len(text)
-            announced = False
-            async for audio in tts.synthesize(text, self.agent.persona.voice):
-                turn.marks.setdefault("tts_first_audio", self._clock())
-                piece.synthesized_ms += audio.duration_ms
-                turn.usage.tts_audio_ms += audio.duration_ms
+        """Synthesise pieces as they come and send their audio paced. Synthesis runs ahead of
+        playback, so a later piece is ready before the one before it has finished playing."""
+        turn.usage.providers["tts"] = _label(self.engines.tts.info)
+        ready: asyncio.Queue[tuple[_SpokenPiece, SynthesizedAudio] | None] = asyncio.Queue()
+        synthesis = asyncio.get_running_loop().create_task(self._synthesize(turn, pieces, ready))
+        announced: _SpokenPiece | None = None
+        try:
+            while (item := await ready.get()) is not None:
+                piece, audio = item
                 async with turn.send_lock:
-                    if not announced:
-                        announced = True
-                        self._announce(turn, text, audio.sample_rate)
+                    if announced is not piece:
+                        announced = piece
+                        self._announce(turn, piece.text, audio.sample_rate)
                     await self._send_paced(turn, piece, audio.pcm16, audio.sample_rate)
+            await synthesis  # raises what synthesis raised
+        finally:
+            if not synthesis.done():
+                synthesis.cancel()
+                await asyncio.gather(synthesis, return_exceptions=True)
+
+    async def _synthesize(
+        self,
+        turn: _Turn,
+        pieces: asyncio.Queue[str | None],
+        ready: asyncio.Queue[tuple[_SpokenPiece, SynthesizedAudio] | None],
+    ) -> None:
+        try:
+            while (text := await pieces.get()) is not None:
+                piece = _SpokenPiece(text)
+                turn.pieces.append(piece)
+                turn.usage.tts_chars += len(text)
+                # The first piece is as urgent as the turn; later ones have audio playing before
+                # them, so other students' first pieces may go first.
+                first = len(turn.pieces) == 1
+                priority = turn.priority if first else Priority(Urgency.AHEAD, turn.priority.since)
+                with work_scope(priority):
+                    async for audio in self.engines.tts.synthesize(text, self.agent.persona.voice):
+                        turn.marks.setdefault("tts_first_audio", self._clock())
+                        turn.answer_ready = True
+                        piece.synthesized_ms += audio.duration_ms
+                        turn.usage.tts_audio_ms += audio.duration_ms
+                        ready.put_nowait((piece, audio))
+        finally:
+            ready.put_nowait(None)
 
     def _announce(self, turn: _Turn, text: str, sample_rate: int) -> None:
         if not turn.audio_started:
@@ -587,12 +649,20 @@ class VoicePipeline:
         self._emit_turn(turn, ReplySentence(turn.id, text))
 
     async def _send_paced(
-        self, turn: _Turn, piece: _SpokenPiece | None, pcm16: bytes, sample_rate: int
+        self,
+        turn: _Turn,
+        piece: _SpokenPiece | None,
+        pcm16: bytes,
+        sample_rate: int,
+        *,
+        yield_to_answer: bool = False,
     ) -> None:
         await turn.committed.wait()  # a speculative reply is ready, but waits for the turn's end
         chunk_bytes = sample_rate * self.config.audio_chunk_ms // 1000 * 2
         lead = self.config.playback_lead_ms / 1000
         for start in range(0, len(pcm16), chunk_bytes):
+            if yield_to_answer and turn.answer_ready and start and _is_quiet(pcm16[start : start + chunk_bytes]):
+                return  # a filler stops between two words once the answer is ready to speak
             now = self._clock()
             ahead = turn.play_end - now
             if ahead > lead:
@@ -601,10 +671,14 @@ class VoicePipeline:
             chunk = pcm16[start : start + chunk_bytes]
             chunk_s = len(chunk) / 2 / sample_rate
             # A client buffer that ran dry restarts playback now; otherwise audio queues behind.
+            if turn.play_end and now - turn.play_end > 0.02:
+                turn.gaps_ms += round((now - turn.play_end) * 1000)
             turn.play_end = max(turn.play_end, now) + chunk_s
+            self._emit(ReplyAudio(turn.id, chunk, sample_rate))
             if piece is not None:
                 piece.sent_ms += round(chunk_s * 1000)
-            self._emit(ReplyAudio(turn.id, chunk, sample_rate))
+                # The answer itself, as opposed to a filler that covered for it.
+                turn.marks.setdefault("answer_audio_sent", self._clock())
 
     async def _play_cached(self, turn: _Turn, speech: CachedSpeech | None) -> None:
         """Speak a pre-synthesised phrase (filler or apology); not part of the tutor's answer."""
@@ -612,7 +686,9 @@ class VoicePipeline:
             return
         async with turn.send_lock:
             self._announce(turn, speech.text, speech.sample_rate)
-            await self._send_paced(turn, None, speech.pcm16, speech.sample_rate)
+            await self._send_paced(
+                turn, None, speech.pcm16, speech.sample_rate, yield_to_answer=speech.text in FILLERS
+            )
         await self._until_played(turn)
 
     async def _until_played(self, turn: _Turn) -> None:
@@ -736,8 +812,12 @@ class VoicePipeline:
         for stage, (start, end) in zip(STAGES, itertools.pairwise(order), strict=True):
             if start in marks and end in marks:
                 latency[f"{stage}_ms"] = max(0, round((marks[end] - marks[start]) * 1000))
-        if "first_audio_sent" in marks and "speech_end" in marks:
-            latency["voice_to_voice_ms"] = round((marks["first_audio_sent"] - marks["speech_end"]) * 1000)
+        if turn.audio_started:
+            latency["reply_gaps_ms"] = turn.gaps_ms
+        if "speech_end" in marks:
+            for mark, key in (("first_audio_sent", "voice_to_voice_ms"), ("answer_audio_sent", "voice_to_answer_ms")):
+                if mark in marks:
+                    latency[key] = round((marks[mark] - marks["speech_end"]) * 1000)
         return latency
 
     # ----------------------------------------------------------------------------------- output
@@ -762,6 +842,12 @@ class VoicePipeline:
                 turn = self._active
                 if turn is not None and turn.id == event.turn_id:
                     turn.marks.setdefault("first_audio_sent", self._clock())
+
+
+def _is_quiet(pcm16: bytes) -> bool:
+    """A gap between words: no sample above ~-36 dBFS."""
+    samples = np.frombuffer(pcm16, dtype="<i2")
+    return bool(samples.size) and int(np.abs(samples.astype(np.int32)).max()) < 500
 
 
 def _label(info: object) -> str:

@@ -35,10 +35,10 @@ def test_a_sentence_is_only_cut_once_the_next_character_arrives():
 
 
 def test_a_long_first_sentence_is_split_before_a_conjunction_so_speech_starts_early():
-    pieces = _feed("Seven times eight is a fun problem because it uses multiplication. Try it.")
-    assert pieces == ["Seven times eight is a fun problem", "because it uses multiplication.", "Try it."]
+    pieces = _feed("Seven times eight is fun because it uses multiplication. Try it.")
+    assert pieces == ["Seven times eight is fun", "because it uses multiplication.", "Try it."]
 
 
 def test_a_first_sentence_with_no_break_is_cut_after_a_few_words():
     pieces = _feed("One two three four five six seven eight nine ten eleven twelve.")
-    assert pieces[0] == "One two three four five six seven eight nine ten"
+    assert pieces[0] == "One two three four five six"

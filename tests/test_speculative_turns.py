@@ -68,6 +68,11 @@ def test_metrics_expose_latency_histograms_and_counters_after_real_turns(server)
         "convergio_budget_misses_total",
         "convergio_engine_errors_total",
         "convergio_engine_fallbacks_total",
+        "convergio_voice_to_answer_seconds",
+        "convergio_reply_gap_seconds",
+        "convergio_event_loop_lag_seconds",
+        "convergio_cpu_wait_seconds",
+        "convergio_cpu_busy_seconds",
         "process_resident_memory_bytes",
     ):
         assert f"# HELP {name}" in text

@@ -202,7 +202,9 @@ class ReplyInterruptedMsg(_Message):
 
 
 class Latency(_Message):
-    """Milliseconds. Each stage runs from the previous mark; voice_to_voice is end to end."""
+    """Milliseconds. Each stage runs from the previous mark; voice_to_voice is end to end (to
+    the first audio the student hears, a filler included); voice_to_answer is to the first audio
+    of the answer itself (equal to voice_to_voice when no filler was needed)."""
 
     endpointing_ms: int | None = None
     stt_ms: int | None = None
@@ -211,6 +213,10 @@ class Latency(_Message):
     tts_first_audio_ms: int | None = None
     send_ms: int | None = None
     voice_to_voice_ms: int | None = None
+    voice_to_answer_ms: int | None = None
+    reply_gaps_ms: int | None = Field(
+        None, description="Silence inside the reply where its next audio was late (0 = seamless)"
+    )
 
 
 class Usage(_Message):

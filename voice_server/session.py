@@ -194,6 +194,7 @@ class ProtocolSession:
                 }
             ),
             speculative_reply=turn.speculative_reply,
+            prefill=turn.prefill,
         )
         agent = TutorAgent(persona=_with_reply_limit(persona, self.settings.max_reply_tokens))
         in_rate = self._fixed_input_rate or start.input_audio.sample_rate
