@@ -417,9 +417,11 @@ class VoicePipeline:
                 if self._listening is not listening:
                     return
                 self._emit(TranscriptPartial(listening.id, result.text))
-                if whole and self.config.prefill:
+                if whole and self.config.prefill and not self.engines.llm.busy:
                     # Read the question heard so far into the model's cache while the student
                     # is still talking: at the pause only the words that changed are left to read.
+                    # Only on an idle model: a prefill step cannot be interrupted, and under load
+                    # it would hold the core other students' replies need.
                     tokens = await self.engines.llm.prefill(self.agent.messages_for(result.text))
                     listening.speculative_usage.llm_prompt_tokens += tokens
         except EngineError as exc:
