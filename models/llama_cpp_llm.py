@@ -16,6 +16,7 @@ import codecs
 import contextlib
 import itertools
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,9 @@ from models.worker import EngineWorker
 
 # A prefill reads at most this many new tokens (about half a second on one core here).
 PREFILL_MAX_TOKENS = 64
+# Wait up to this long for a busy context that holds at least this many more prompt tokens.
+SLOT_WAIT_S = 1.0
+SLOT_WAIT_MIN_TOKENS = 32
 
 
 class LlamaCppLLM(LanguageModel):
@@ -100,13 +104,33 @@ class LlamaCppLLM(LanguageModel):
             del messages[1]
             tokens, stop = self._prompt_tokens(messages)
         request.usage.prompt_tokens = len(tokens)
-        with self._slots_lock:
-            slot = self._take_slot(tokens)
+        slot = self._take_slot_waiting(tokens)
         try:
             yield from self._sample(self._slots[slot], tokens, stop, request)
         finally:
             with self._slots_lock:
                 self._in_use.discard(slot)
+
+    def _take_slot_waiting(self, tokens: list[int]) -> int:
+        """Like _take_slot, but when the context holding this conversation is busy for a moment
+        (a prefill of its own question, a discarded speculation finishing its token), wait for
+        it rather than re-read the whole history elsewhere: ~8 ms a token here, so a history of a
+        few hundred tokens costs seconds, and the wait is one short step."""
+        deadline = time.monotonic() + SLOT_WAIT_S
+        while True:
+            with self._slots_lock:
+                best_busy = max((self._reuse(i, tokens) for i in self._in_use), default=0)
+                best_free = max(
+                    (self._reuse(i, tokens) for i in range(len(self._slots)) if i not in self._in_use),
+                    default=-1,
+                )
+                if best_free >= 0 and (best_busy - best_free < SLOT_WAIT_MIN_TOKENS or time.monotonic() > deadline):
+                    return self._take_slot(tokens)
+            time.sleep(0.005)
+
+    def _reuse(self, slot: int, tokens: list[int]) -> int:
+        llama = self._slots[slot]
+        return llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
 
     def _take_slot(self, tokens: list[int]) -> int:
         """The free context whose cache shares the longest prefix with this prompt, else the one
