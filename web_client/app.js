@@ -73,7 +73,9 @@ function updateMic() {
 }
 
 function setTalking(on) {
-  if (state.mode !== "push-to-talk" || !state.mic) return;
+  // Talk may be pressed before the microphone is ready (the session starts first); the choice
+  // is kept and applied the moment the microphone arrives (updateMic after getUserMedia).
+  if (state.mode !== "push-to-talk") return;
   state.talking = on;
   ui.talk.setAttribute("aria-pressed", String(on));
   ui.talk.textContent = on ? "Talking… release to send" : "Hold to talk";
