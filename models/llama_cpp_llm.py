@@ -104,48 +104,36 @@ class LlamaCppLLM(LanguageModel):
             del messages[1]
             tokens, stop = self._prompt_tokens(messages)
         request.usage.prompt_tokens = len(tokens)
-        slot = self._take_slot_waiting(tokens)
+        slot, _ = self._take_slot(tokens, wait_s=SLOT_WAIT_S)
         try:
             yield from self._sample(self._slots[slot], tokens, stop, request)
         finally:
             with self._slots_lock:
                 self._in_use.discard(slot)
 
-    def _take_slot_waiting(self, tokens: list[int]) -> int:
-        """Like _take_slot, but when the context holding this conversation is busy for a moment
-        (a prefill of its own question, a discarded speculation finishing its token), wait for
-        it rather than re-read the whole history elsewhere: ~8 ms a token here, so a history of a
-        few hundred tokens costs seconds, and the wait is one short step."""
-        deadline = time.monotonic() + SLOT_WAIT_S
+    def _take_slot(self, tokens: list[int], *, wait_s: float = 0.0) -> tuple[int, int]:
+        """The free context whose cache shares the longest prefix with this prompt (ties: the
+        one used least recently), and that prefix's length. The worker starts at most `contexts`
+        jobs, so one is always free. With `wait_s`, when the context holding this conversation
+        is busy for a moment (a prefill of its own question, a discarded speculation finishing
+        its token), wait for it rather than re-read the whole history elsewhere: ~8 ms a token
+        here, so a history of a few hundred tokens costs seconds, and the wait is one short step."""
+        deadline = time.monotonic() + wait_s
         while True:
             with self._slots_lock:
-                best_busy = max((self._reuse(i, tokens) for i in self._in_use), default=0)
-                best_free = max(
-                    (self._reuse(i, tokens) for i in range(len(self._slots)) if i not in self._in_use),
-                    default=-1,
-                )
-                if best_free >= 0 and (best_busy - best_free < SLOT_WAIT_MIN_TOKENS or time.monotonic() > deadline):
-                    return self._take_slot(tokens)
+                reuse = [self._reuse(i, tokens) for i in range(len(self._slots))]
+                free = [i for i in range(len(self._slots)) if i not in self._in_use]
+                slot = max(free, key=lambda i: (reuse[i], -self._last_used[i]))
+                best_busy = max((reuse[i] for i in self._in_use), default=0)
+                if best_busy - reuse[slot] < SLOT_WAIT_MIN_TOKENS or time.monotonic() >= deadline:
+                    self._in_use.add(slot)
+                    self._last_used[slot] = next(self._uses)
+                    return slot, reuse[slot]
             time.sleep(0.005)
 
     def _reuse(self, slot: int, tokens: list[int]) -> int:
         llama = self._slots[slot]
         return llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
-
-    def _take_slot(self, tokens: list[int]) -> int:
-        """The free context whose cache shares the longest prefix with this prompt, else the one
-        used least recently. The worker starts at most `contexts` jobs, so one is always free."""
-        free = [i for i in range(len(self._slots)) if i not in self._in_use]
-
-        def reuse(i: int) -> tuple[int, int]:
-            llama = self._slots[i]
-            cached = llama.input_ids[: llama.n_tokens].tolist()
-            return (llama.longest_token_prefix(cached, tokens), -self._last_used[i])
-
-        slot = max(free, key=reuse)
-        self._in_use.add(slot)
-        self._last_used[slot] = next(self._uses)
-        return slot
 
     def _sample(self, llama: Any, tokens: list[int], stop: list[str], request: GenerationRequest) -> Iterator[str]:
         end_tokens = {self._llama.token_eos()} | {
@@ -202,11 +190,9 @@ class LlamaCppLLM(LanguageModel):
         tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         if len(tokens) > self.context_tokens // 2:
             return 0
-        with self._slots_lock:
-            slot = self._take_slot(tokens)
+        slot, reused = self._take_slot(tokens)
         try:
             llama = self._slots[slot]
-            reused = llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
             fresh = tokens[reused:]
             if not fresh or len(fresh) > PREFILL_MAX_TOKENS:
                 return 0  # nothing new, or a cold context: not worth a core in the background
@@ -219,14 +205,19 @@ class LlamaCppLLM(LanguageModel):
                 self._in_use.discard(slot)
 
     async def warm_up(self, prefixes: Sequence[Sequence[ChatMessage]] = ()) -> None:
-        """Evaluate the given prompt prefixes into the contexts, round robin, so a new session's
-        first turn finds its persona's system prompt already cached."""
+        """Put the given prompt prefixes into the contexts, round robin, so a new session's
+        first turn finds its persona's system prompt already cached. Each prefix is read once
+        and its KV state copied to the other contexts (~30 ms instead of ~0.9 s each here)."""
         prompts = [self._prompt_tokens(list(p))[0] for p in prefixes or [[ChatMessage("user", "Hi")]]]
 
         def warm() -> None:
-            for index, llama in enumerate(self._slots):
+            states = []
+            for prompt, llama in zip(prompts, self._slots):
                 llama.reset()
-                llama.eval(prompts[index % len(prompts)])
+                llama.eval(prompt)
+                states.append(llama.save_state())
+            for index in range(len(states), len(self._slots)):
+                self._slots[index].load_state(states[index % len(states)])
 
         await self._worker.run(warm)
 

@@ -40,10 +40,14 @@ class _Job:
     __slots__ = ("priority", "want", "started", "running", "stopped", "make_iter", "iterator", "deliver")
 
     def __init__(
-        self, priority: Priority, make_iter: Callable[[], Iterator[Any]], deliver: Callable[[Any], None]
+        self,
+        priority: Priority,
+        make_iter: Callable[[], Iterator[Any]],
+        deliver: Callable[[Any], None],
+        want: int,
     ) -> None:
         self.priority = priority
-        self.want = 1  # cores its next step asks for
+        self.want = want  # cores its next step asks for
         self.make_iter = make_iter
         self.iterator: Iterator[Any] | None = None
         self.deliver = deliver  # called on a worker thread with each item, an exception or _DONE
@@ -117,8 +121,7 @@ class EngineWorker:
             except RuntimeError:  # the loop is gone (shutdown): nobody is waiting any more
                 pass
 
-        job = _Job(current_priority(), make_iter, deliver)
-        job.want = self.cores
+        job = _Job(current_priority(), make_iter, deliver, want=self.cores)
         self.pending += 1
         with self._wake:
             self._jobs.append(job)

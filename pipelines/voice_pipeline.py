@@ -35,7 +35,7 @@ from models.base import (
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.agent import TutorAgent
 from pipelines.audio import PIPELINE_SAMPLE_RATE, pcm16_to_float
-from pipelines.budgets import FILLERS, STAGE_MARKS, BudgetAction, BudgetPolicy
+from pipelines.budgets import STAGE_MARKS, BudgetAction, BudgetPolicy
 from pipelines.chunker import SentenceChunker
 from pipelines.fillers import CachedSpeech, FillerCache
 from pipelines.frames import (
@@ -128,7 +128,6 @@ class _Turn:
     play_end: float = 0.0
     # Silence inside the reply: audio that was not ready when the student's buffer ran dry.
     gaps_ms: int = 0
-    answer_ready: bool = False  # the answer's first audio exists (a filler may stop early)
     # Speculation: events are held back until the end of the turn is confirmed.
     committed: asyncio.Event = field(default_factory=asyncio.Event)
     held: list[PipelineEvent] = field(default_factory=list)
@@ -637,7 +636,6 @@ class VoicePipeline:
                 with work_scope(priority):
                     async for audio in self.engines.tts.synthesize(text, self.agent.persona.voice):
                         turn.marks.setdefault("tts_first_audio", self._clock())
-                        turn.answer_ready = True
                         piece.synthesized_ms += audio.duration_ms
                         turn.usage.tts_audio_ms += audio.duration_ms
                         ready.put_nowait((piece, audio))
@@ -663,7 +661,8 @@ class VoicePipeline:
         chunk_bytes = sample_rate * self.config.audio_chunk_ms // 1000 * 2
         lead = self.config.playback_lead_ms / 1000
         for start in range(0, len(pcm16), chunk_bytes):
-            if yield_to_answer and turn.answer_ready and start and _is_quiet(pcm16[start : start + chunk_bytes]):
+            answer_ready = "tts_first_audio" in turn.marks
+            if yield_to_answer and answer_ready and start and _is_quiet(pcm16[start : start + chunk_bytes]):
                 return  # a filler stops between two words once the answer is ready to speak
             now = self._clock()
             ahead = turn.play_end - now
@@ -682,14 +681,15 @@ class VoicePipeline:
                 # The answer itself, as opposed to a filler that covered for it.
                 turn.marks.setdefault("answer_audio_sent", self._clock())
 
-    async def _play_cached(self, turn: _Turn, speech: CachedSpeech | None) -> None:
-        """Speak a pre-synthesised phrase (filler or apology); not part of the tutor's answer."""
+    async def _play_cached(self, turn: _Turn, speech: CachedSpeech | None, *, filler: bool = False) -> None:
+        """Speak a pre-synthesised phrase (filler or apology); not part of the tutor's answer.
+        A filler gives way to the answer at its next pause between words."""
         if speech is None:
             return
         async with turn.send_lock:
             self._announce(turn, speech.text, speech.sample_rate)
             await self._send_paced(
-                turn, None, speech.pcm16, speech.sample_rate, yield_to_answer=speech.text in FILLERS
+                turn, None, speech.pcm16, speech.sample_rate, yield_to_answer=filler
             )
         await self._until_played(turn)
 
@@ -731,8 +731,8 @@ class VoicePipeline:
 
     def _act(self, turn: _Turn, stage: str, action: BudgetAction) -> None:
         if action is BudgetAction.FILLER and not turn.audio_started:
-            filler = self.engines.fillers.filler(self.agent.persona.voice) if self.engines.fillers else None
-            task = asyncio.get_running_loop().create_task(self._play_cached(turn, filler))
+            phrase = self.engines.fillers.filler(self.agent.persona.voice) if self.engines.fillers else None
+            task = asyncio.get_running_loop().create_task(self._play_cached(turn, phrase, filler=True))
             turn.side_tasks.append(task)
         elif action is BudgetAction.PARTIAL_TRANSCRIPT:
             partial = turn.listening.latest_partial if turn.listening else ""
