@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.models
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIP = "arctic_a0024.16k.wav"
