@@ -8,8 +8,11 @@ Blocking inference stays inside the adapter, which runs it on its own worker thr
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +36,32 @@ class EngineInfo:
     kind: str  # "vad" | "stt" | "llm" | "tts"
     provider: str  # e.g. "faster-whisper"
     model: str  # e.g. "tiny.en"
+
+
+@dataclass(slots=True)
+class CallControl:
+    """The caller's handle on one engine call. Setting `switch` abandons the engine serving the
+    call for the next one of its fallback chain, if it has produced nothing yet (a missed deadline
+    with action "fallback"); `served_by` says which engine did the work, for metering."""
+
+    switch: asyncio.Event = field(default_factory=asyncio.Event)
+    served_by: EngineInfo | None = None
+
+
+_call: ContextVar[CallControl | None] = ContextVar("convergio_call", default=None)
+
+
+def current_call() -> CallControl | None:
+    return _call.get()
+
+
+@contextlib.contextmanager
+def call_scope(control: CallControl) -> Iterator[CallControl]:
+    token = _call.set(control)
+    try:
+        yield control
+    finally:
+        _call.reset(token)
 
 
 class VoiceActivityDetector(abc.ABC):

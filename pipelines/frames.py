@@ -1,47 +1,179 @@
-"""Events the pipeline emits. Transports translate them to wire messages; tests read them directly."""
+"""Every frame the pipeline passes, and the one home of the fixed-value lists the protocol uses.
+
+Two kinds of frame move between stages (see `pipelines.processor`):
+- a `SystemFrame` is delivered at once to every stage, never queued: barge-in, the end of a turn,
+  marks, usage and budget actions must not wait behind audio;
+- a `DataFrame` is queued and handled in order by one stage after another.
+
+The output events below are what a transport turns into wire messages; which of them are system
+frames decides whether they can overtake reply audio on the way out.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Literal
 
-TurnStatus = Literal["completed", "interrupted", "cancelled", "no_speech", "failed"]
-InterruptReason = Literal["barge_in", "cancel", "text_input", "session_end", "student_continued"]
+
+class Frame:
+    """Base of every frame."""
+
+    __slots__ = ()
+
+
+class SystemFrame(Frame):
+    __slots__ = ()
+
+
+class DataFrame(Frame):
+    __slots__ = ()
+
+
+# ----------------------------------------------------------------------- fixed-value lists
+
+
+class TurnStatus(enum.StrEnum):
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    NO_SPEECH = "no_speech"
+    FAILED = "failed"
+
+
+class InterruptReason(enum.StrEnum):
+    BARGE_IN = "barge_in"
+    CANCEL = "cancel"
+    TEXT_INPUT = "text_input"
+    SESSION_END = "session_end"
+    STUDENT_CONTINUED = "student_continued"
+
+
+class TranscriptSource(enum.StrEnum):
+    SPEECH = "speech"
+    TEXT = "text"
+
+
+class BudgetStage(enum.StrEnum):
+    ENDPOINTING = "endpointing"
+    STT = "stt"
+    LLM_FIRST_TOKEN = "llm_first_token"
+    FIRST_SENTENCE = "first_sentence"
+    TTS_FIRST_AUDIO = "tts_first_audio"
+    VOICE_TO_VOICE = "voice_to_voice"
+
+
+class BudgetAction(enum.StrEnum):
+    NONE = "none"  # record the miss only
+    FILLER = "filler"  # speak a short pre-synthesised filler while the turn goes on
+    PARTIAL_TRANSCRIPT = "partial_transcript"  # answer the latest partial instead of the final
+    SHORTEN = "shorten"  # stop the answer after one more sentence
+    FALLBACK = "fallback"  # abandon the engine serving the stage and ask the next in its chain
+
+
+class UsageKind(enum.StrEnum):
+    STT_AUDIO_MS = "stt_audio_ms"
+    STT_PARTIAL_AUDIO_MS = "stt_partial_audio_ms"
+    LLM_PROMPT_TOKENS = "llm_prompt_tokens"
+    LLM_COMPLETION_TOKENS = "llm_completion_tokens"
+    TTS_CHARS = "tts_chars"
+    TTS_AUDIO_MS = "tts_audio_ms"
+
+
+class ErrorCode(enum.StrEnum):
+    INVALID_JSON = "invalid_json"
+    INVALID_MESSAGE = "invalid_message"
+    UNKNOWN_MESSAGE_TYPE = "unknown_message_type"
+    UNSUPPORTED_PROTOCOL_VERSION = "unsupported_protocol_version"
+    UNSUPPORTED_AUDIO_FORMAT = "unsupported_audio_format"
+    INVALID_AUDIO_FRAME = "invalid_audio_frame"
+    SESSION_NOT_STARTED = "session_not_started"
+    SESSION_ALREADY_STARTED = "session_already_started"
+    SESSION_START_TIMEOUT = "session_start_timeout"
+    UNKNOWN_PERSONA = "unknown_persona"
+    NOTHING_TO_REPEAT = "nothing_to_repeat"
+    TEXT_TOO_LONG = "text_too_long"
+    SERVER_NOT_READY = "server_not_ready"
+    SERVER_BUSY = "server_busy"
+    ENGINE_ERROR = "engine_error"
+    ENGINE_TIMEOUT = "engine_timeout"
+    INTERNAL_ERROR = "internal_error"
+
+
+# ------------------------------------------------------------------------------ input frames
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStarted:
+class AudioIn(DataFrame):
+    """16 kHz mono PCM16 from the student's microphone, stamped with its arrival time."""
+
+    pcm16: bytes
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TextIn(DataFrame):
+    """A typed message: the accessibility path, and a turn of its own."""
+
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepeatLast(DataFrame):
+    """Say the last answer again, as it was heard, without asking the model."""
+
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupt(SystemFrame):
+    """Stop the reply now: the student spoke, typed, pressed stop or left."""
+
+    reason: InterruptReason
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateSettings(SystemFrame):
+    voice_rate: float | None = None
+
+
+# ----------------------------------------------------------------------------- output events
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted(SystemFrame):
     turn_id: str
     stream_ms: int  # position in the session's input audio stream
 
 
 @dataclass(frozen=True, slots=True)
-class SpeechStopped:
+class SpeechStopped(SystemFrame):
     turn_id: str
     stream_ms: int
 
 
 @dataclass(frozen=True, slots=True)
-class TranscriptPartial:
+class TranscriptPartial(SystemFrame):
     turn_id: str
     text: str
 
 
 @dataclass(frozen=True, slots=True)
-class TranscriptFinal:
+class TranscriptFinal(DataFrame):
     turn_id: str
     text: str
-    source: Literal["speech", "text"]
+    source: TranscriptSource
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyTextDelta:
+class ReplyTextDelta(DataFrame):
     turn_id: str
     delta: str
 
 
 @dataclass(frozen=True, slots=True)
-class ReplySentence:
+class ReplySentence(DataFrame):
     """A sentence of the reply whose audio starts now: what captions and screen readers announce."""
 
     turn_id: str
@@ -49,26 +181,26 @@ class ReplySentence:
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyAudioStarted:
+class ReplyAudioStarted(DataFrame):
     turn_id: str
     sample_rate: int
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyAudio:
+class ReplyAudio(DataFrame):
     turn_id: str
     pcm16: bytes
     sample_rate: int
 
 
 @dataclass(frozen=True, slots=True)
-class ReplyAudioDone:
+class ReplyAudioDone(SystemFrame):
     turn_id: str
     audio_ms: int
 
 
 @dataclass(frozen=True, slots=True)
-class Interrupted:
+class Interrupted(SystemFrame):
     turn_id: str
     reason: InterruptReason
     heard_text: str
@@ -90,12 +222,8 @@ class TurnUsage:
     speculative: TurnUsage | None = None
 
     def add(self, other: TurnUsage) -> None:
-        self.stt_audio_ms += other.stt_audio_ms
-        self.stt_partial_audio_ms += other.stt_partial_audio_ms
-        self.llm_prompt_tokens += other.llm_prompt_tokens
-        self.llm_completion_tokens += other.llm_completion_tokens
-        self.tts_chars += other.tts_chars
-        self.tts_audio_ms += other.tts_audio_ms
+        for kind in UsageKind:
+            setattr(self, kind.value, getattr(self, kind.value) + getattr(other, kind.value))
         self.providers.update(other.providers)
         if other.speculative is not None:
             if self.speculative is None:
@@ -104,18 +232,18 @@ class TurnUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class BudgetMiss:
+class BudgetMiss(SystemFrame):
     """A stage overran its deadline; `action` is what the pipeline did about it at that moment."""
 
     turn_id: str
-    stage: str
+    stage: BudgetStage
     budget_ms: int
     elapsed_ms: int
-    action: str
+    action: BudgetAction
 
 
 @dataclass(frozen=True, slots=True)
-class TurnDone:
+class TurnDone(DataFrame):
     turn_id: str
     status: TurnStatus
     user_text: str
@@ -126,11 +254,59 @@ class TurnDone:
 
 
 @dataclass(frozen=True, slots=True)
-class PipelineError:
-    code: str
+class PipelineError(DataFrame):
+    code: ErrorCode
     message: str
     turn_id: str | None = None
 
+
+# ----------------------------------------------------------------------------- metric events
+
+
+@dataclass(frozen=True, slots=True)
+class UsageMetric(SystemFrame):
+    """Units of one kind used by one attempt at a turn, keyed by (session, turn, attempt, kind,
+    provider, model). `amount` is the running total for that key, so replaying a record never
+    counts twice. Attempt 0 is work for the turn while it was still being heard (partial
+    transcripts, prefill); a `speculative` attempt was thrown away."""
+
+    session_id: str
+    turn_id: str
+    attempt: int
+    kind: UsageKind
+    provider: str
+    model: str
+    amount: int
+    speculative: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyMetric(SystemFrame):
+    """One stage of one finished turn (see `pipelines.budgets.STAGE_MARKS`), in ms."""
+
+    session_id: str
+    turn_id: str
+    stage: str
+    ms: int
+
+
+OUTPUT_EVENTS: tuple[type[Frame], ...] = (
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptPartial,
+    TranscriptFinal,
+    ReplyTextDelta,
+    ReplySentence,
+    ReplyAudioStarted,
+    ReplyAudio,
+    ReplyAudioDone,
+    Interrupted,
+    BudgetMiss,
+    TurnDone,
+    PipelineError,
+    UsageMetric,
+    LatencyMetric,
+)
 
 PipelineEvent = (
     SpeechStarted
@@ -146,4 +322,6 @@ PipelineEvent = (
     | BudgetMiss
     | TurnDone
     | PipelineError
+    | UsageMetric
+    | LatencyMetric
 )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from dataclasses import dataclass
+
+from pipelines.config import TurnConfig
 
 
 class TurnSignal(enum.Enum):
@@ -20,24 +21,8 @@ class TurnSignal(enum.Enum):
     END_OF_TURN = "end_of_turn"
 
 
-@dataclass(frozen=True, slots=True)
-class TurnDetectorConfig:
-    frame_ms: int = 30
-    start_window_frames: int = 8
-    start_voiced_frames: int = 5  # 5 voiced of the last 8 frames (~150 ms of speech) starts a turn
-    speculation_silence_ms: int = 200
-    end_of_turn_silence_ms: int = 600
-    preroll_ms: int = 300  # audio kept from before the detected start, so first syllables survive
-    # After a pause, this many consecutive voiced frames resume the turn; a lone noisy frame doesn't.
-    resume_voiced_frames: int = 3
-
-    def __post_init__(self) -> None:
-        if self.speculation_silence_ms > self.end_of_turn_silence_ms:
-            raise ValueError("speculation_silence_ms must not exceed end_of_turn_silence_ms")
-
-
 class TurnDetector:
-    def __init__(self, config: TurnDetectorConfig) -> None:
+    def __init__(self, config: TurnConfig) -> None:
         self.config = config
         self._window: deque[bool] = deque(maxlen=config.start_window_frames)
         self.in_speech = False

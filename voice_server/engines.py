@@ -13,7 +13,7 @@ from models.fallback import FallbackHook, FallbackLLM, FallbackSTT, FallbackTTS
 from models.registry import spec_for
 from pipelines.fillers import FillerCache
 from pipelines.personas import PERSONAS
-from pipelines.voice_pipeline import Engines
+from pipelines.pipeline import Engines
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)

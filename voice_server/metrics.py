@@ -17,7 +17,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from models.base import EngineInfo
 from models.scheduling import CPU
-from pipelines.frames import BudgetMiss, PipelineError, PipelineEvent, TurnDone
+from pipelines.frames import BudgetMiss, LatencyMetric, PipelineError, PipelineEvent, TurnDone
 
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -85,17 +85,19 @@ class VoiceMetrics:
         r.register(_CpuCollector())  # type: ignore[arg-type]
 
     def observe(self, event: PipelineEvent) -> None:
-        if isinstance(event, TurnDone):
+        """Reads the pipeline's metric events: latency per stage from the metering stage."""
+        if isinstance(event, LatencyMetric):
+            seconds = event.ms / 1000
+            if event.stage == "voice_to_voice":
+                self.voice_to_voice.observe(seconds)
+            elif event.stage == "voice_to_answer":
+                self.voice_to_answer.observe(seconds)
+            elif event.stage == "reply_gaps":
+                self.reply_gaps.inc(seconds)
+            else:
+                self.stage_latency.labels(event.stage).observe(seconds)
+        elif isinstance(event, TurnDone):
             self.turns.labels(event.status).inc()
-            for key, ms in event.latency_ms.items():
-                if key == "voice_to_voice_ms":
-                    self.voice_to_voice.observe(ms / 1000)
-                elif key == "voice_to_answer_ms":
-                    self.voice_to_answer.observe(ms / 1000)
-                elif key == "reply_gaps_ms":
-                    self.reply_gaps.inc(ms / 1000)
-                else:
-                    self.stage_latency.labels(key.removesuffix("_ms")).observe(ms / 1000)
         elif isinstance(event, BudgetMiss):
             self.budget_misses.labels(event.stage, event.action).inc()
         elif isinstance(event, PipelineError) and event.code.startswith("engine_"):

@@ -36,11 +36,11 @@ from pipelines.frames import (
     TurnUsage,
 )
 from pipelines.personas import PERSONAS, Persona
-from pipelines.turn_detection import TurnDetectorConfig
-from pipelines.voice_pipeline import PipelineConfig, VoicePipeline
+from pipelines.config import PipelineConfig
+from pipelines.pipeline import Pipeline as VoicePipeline
 from voice_server import __version__, protocol
 from voice_server.engines import EngineHub
-from voice_server.settings import Settings, StageBudgetSettings
+from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -179,22 +179,11 @@ class ProtocolSession:
         turn = self.settings.turn
         end_ms = start.turn.end_of_turn_silence_ms or turn.end_of_turn_silence_ms
         config = PipelineConfig(
-            turn=TurnDetectorConfig(
-                end_of_turn_silence_ms=end_ms,
-                speculation_silence_ms=min(turn.speculation_silence_ms, end_ms),
-            ),
-            partial_interval_ms=turn.partial_interval_ms,
+            turn=turn.model_validate({**turn.model_dump(), "end_of_turn_silence_ms": end_ms}),
             playback_lead_ms=self.settings.playback_lead_ms,
-            budgets=self.settings.budgets.policy(
-                {
-                    stage: StageBudgetSettings(
-                        ms=o.ms, action=o.action or getattr(self.settings.budgets, stage).action
-                    )
-                    for stage, o in start.budgets.items()
-                }
+            budgets=self.settings.budgets.with_overrides(
+                {stage: o.model_dump() for stage, o in start.budgets.items()}
             ),
-            speculative_reply=turn.speculative_reply,
-            prefill=turn.prefill,
         )
         agent = TutorAgent(persona=_with_reply_limit(persona, self.settings.max_reply_tokens))
         in_rate = self._fixed_input_rate or start.input_audio.sample_rate
@@ -202,7 +191,7 @@ class ProtocolSession:
         self._out_rate = self._fixed_output_rate or start.output_audio.sample_rate or engines.tts.sample_rate
         self._out_resampler = None
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
-        self.pipeline = VoicePipeline(engines, agent, self._on_event, config)
+        self.pipeline = VoicePipeline(engines, agent, self._on_event, config, session_id=self.session_id)
         log.info(
             "session %s started persona=%s in_rate=%d",
             self.session_id,

@@ -5,10 +5,11 @@ Example: CONVERGIO_PORT=9000, CONVERGIO_TURN__END_OF_TURN_SILENCE_MS=900.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipelines.budgets import ALLOWED_ACTIONS, BudgetAction, BudgetPolicy, StageBudget
+from pipelines.budgets import BudgetPolicy
+from pipelines.config import TurnConfig
 
 
 class EngineSettings(BaseModel):
@@ -38,61 +39,10 @@ class EngineSettings(BaseModel):
     tts_threads: int = Field(2, ge=1)
 
 
-class TurnSettings(BaseModel):
-    end_of_turn_silence_ms: int = Field(600, ge=150, le=5000)
-    speculation_silence_ms: int = Field(200, ge=90, le=5000)
-    partial_interval_ms: int = Field(1200, ge=0, le=10_000)
-    speculative_reply: bool = True
-    prefill: bool = True  # read the partial transcript into the LLM cache while the student talks
-
-    @model_validator(mode="after")
-    def _speculation_first(self) -> TurnSettings:
-        if self.speculation_silence_ms > self.end_of_turn_silence_ms:
-            self.speculation_silence_ms = self.end_of_turn_silence_ms
-        return self
-
-
 class LimitSettings(BaseModel):
     max_frame_bytes: int = Field(64 * 1024, ge=1024)  # ~2 s of 16 kHz PCM16 per frame
     max_text_chars: int = Field(2000, ge=1)
     max_sessions: int = Field(16, ge=1)
-
-
-class StageBudgetSettings(BaseModel):
-    ms: int = Field(ge=1, le=60_000)
-    action: BudgetAction = BudgetAction.NONE
-
-
-def _stage(ms: int, action: BudgetAction = BudgetAction.NONE) -> StageBudgetSettings:
-    return StageBudgetSettings(ms=ms, action=action)
-
-
-class BudgetSettings(BaseModel):
-    """Deadlines in ms and what to do the moment one is missed (see pipelines/budgets.py).
-
-    Example: CONVERGIO_BUDGETS__LLM_FIRST_TOKEN__MS=500, ..._ACTION=filler.
-    """
-
-    endpointing: StageBudgetSettings = _stage(900)
-    stt: StageBudgetSettings = _stage(700, BudgetAction.PARTIAL_TRANSCRIPT)
-    llm_first_token: StageBudgetSettings = _stage(700)
-    first_sentence: StageBudgetSettings = _stage(900, BudgetAction.SHORTEN)
-    tts_first_audio: StageBudgetSettings = _stage(600)
-    voice_to_voice: StageBudgetSettings = _stage(1500, BudgetAction.FILLER)
-    stall_ms: int = Field(8000, ge=100)
-
-    def policy(self, overrides: dict[str, StageBudgetSettings] | None = None) -> BudgetPolicy:
-        stages = {
-            name: StageBudget(budget.ms, budget.action)
-            for name in ALLOWED_ACTIONS
-            if (budget := (overrides or {}).get(name) or getattr(self, name)) is not None
-        }
-        return BudgetPolicy(stages=stages, stall_ms=self.stall_ms)
-
-    @model_validator(mode="after")
-    def _actions_fit_stages(self) -> BudgetSettings:
-        self.policy()  # raises with a clear message for an action a stage cannot take
-        return self
 
 
 class WebRtcSettings(BaseModel):
@@ -115,8 +65,8 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(48, ge=8, le=512)
     playback_lead_ms: int = Field(300, ge=0, le=5000)
     engines: EngineSettings = EngineSettings()
-    turn: TurnSettings = TurnSettings()
+    turn: TurnConfig = TurnConfig()
     limits: LimitSettings = LimitSettings()
-    budgets: BudgetSettings = BudgetSettings()
+    budgets: BudgetPolicy = BudgetPolicy()
     webrtc: WebRtcSettings = WebRtcSettings()
     log_level: str = "info"

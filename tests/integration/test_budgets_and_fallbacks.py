@@ -15,9 +15,12 @@ import pytest
 from latency_bench.wer import word_error_rate
 from models.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from pipelines.agent import TutorAgent
-from pipelines.budgets import APOLOGY, FILLERS, BudgetAction, BudgetPolicy, StageBudget
+from pipelines.budgets import APOLOGY, FILLERS, BudgetPolicy
+from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.frames import (
+    BudgetAction,
     BudgetMiss,
+    BudgetStage,
     PipelineError,
     ReplyAudio,
     ReplySentence,
@@ -27,7 +30,7 @@ from pipelines.frames import (
     TurnDone,
 )
 from pipelines.personas import PERSONAS
-from pipelines.voice_pipeline import PipelineConfig, VoicePipeline
+from pipelines.pipeline import Pipeline
 from tests.wrappers import SlowLLM, SlowSTT, SlowTTS
 
 pytestmark = pytest.mark.models
@@ -35,17 +38,17 @@ pytestmark = pytest.mark.models
 
 def _policy(stage: str, ms: int, action: BudgetAction, stall_ms: int = 8000) -> BudgetPolicy:
     # Only the stage under test has a budget, so nothing else interferes.
-    return BudgetPolicy(stages={stage: StageBudget(ms, action)}, stall_ms=stall_ms)
+    return BudgetPolicy.only(BudgetStage(stage), ms, action, stall_ms=stall_ms)
 
 
 class Session:
     def __init__(self, engines, policy: BudgetPolicy, **config) -> None:
         self.events: list = []
-        self.pipeline = VoicePipeline(
+        self.pipeline = Pipeline(
             engines,
             TutorAgent(PERSONAS["maths"]),
             self._sink,
-            PipelineConfig(budgets=policy, playback_lead_ms=5000, **config),
+            PipelineConfig(budgets=policy, playback_lead_ms=5000, turn=TurnConfig(**config)),
         )
 
     async def _sink(self, event) -> None:
@@ -72,8 +75,8 @@ class Session:
 
 
 async def test_slow_first_token_plays_a_filler_then_the_answer(real_engines):
-    engines = replace(real_engines, llm=SlowLLM(real_engines.llm, first_delay_s=1.2))
-    session = Session(engines, _policy("llm_first_token", 300, BudgetAction.FILLER))
+    slow = SlowLLM(real_engines.llm, first_delay_s=1.2)
+    session = Session(replace(real_engines, llm=slow), _policy("llm_first_token", 300, BudgetAction.FILLER))
     done = await session.ask("What is a fraction?")
     miss = session.of(BudgetMiss)[0]
     assert (miss.stage, miss.action) == ("llm_first_token", "filler")
@@ -85,7 +88,7 @@ async def test_slow_first_token_plays_a_filler_then_the_answer(real_engines):
     kinds = [type(e) for e in session.events]
     assert kinds.index(ReplyAudio) < kinds.index(ReplyTextDelta)
     # The session stays usable: the next turn, on a healthy engine, is answered.
-    session.pipeline.engines = real_engines
+    slow.first_delay_s = 0
     follow_up = await session.ask("And a decimal?")
     assert follow_up.status == "completed" and follow_up.reply_text
     await session.pipeline.aclose()
@@ -144,15 +147,15 @@ async def test_slow_voice_plays_the_cached_filler(real_engines):
 
 
 async def test_a_stalled_engine_gets_an_apology_not_silence(real_engines):
-    engines = replace(real_engines, llm=SlowLLM(real_engines.llm, stall=True))
-    session = Session(engines, _policy("voice_to_voice", 400, BudgetAction.FILLER, stall_ms=1500))
+    stalled = SlowLLM(real_engines.llm, stall=True)
+    session = Session(replace(real_engines, llm=stalled), _policy("voice_to_voice", 400, BudgetAction.FILLER, stall_ms=1500))
     done = await session.ask("Are you there?")
     assert done.status == "failed"
     assert [e.code for e in session.of(PipelineError)] == ["engine_timeout"]
     spoken = session.spoken()
     assert spoken[0] in FILLERS and spoken[-1] == APOLOGY  # never silence
     assert sum(len(e.pcm16) for e in session.of(ReplyAudio)) > 0
-    session.pipeline.engines = real_engines
+    stalled.stall = False  # the engine recovers; the session is still usable
     assert (await session.ask("Hello again.")).status == "completed"
     await session.pipeline.aclose()
 

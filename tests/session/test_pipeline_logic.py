@@ -15,8 +15,8 @@ from pipelines.frames import (
     TurnDone,
 )
 from pipelines.personas import PERSONAS
-from pipelines.turn_detection import TurnDetectorConfig
-from pipelines.voice_pipeline import Engines, PipelineConfig, VoicePipeline
+from pipelines.config import PipelineConfig, TurnConfig
+from pipelines.pipeline import Engines, Pipeline
 from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ToneTTS
 
 LONG_REPLY = (
@@ -33,23 +33,19 @@ def _silence(ms: int) -> bytes:
     return bytes(32 * ms)
 
 
-async def _make(llm: ScriptedLLM | None = None, **config) -> tuple[VoicePipeline, list]:
+async def _make(llm: ScriptedLLM | None = None, **config) -> tuple[Pipeline, list]:
     events: list = []
 
     async def sink(event) -> None:
         events.append(event)
 
     engines = Engines(LoudnessVAD(), ScriptedSTT(), llm or ScriptedLLM(LONG_REPLY), ToneTTS())
-    cfg = PipelineConfig(
-        turn=TurnDetectorConfig(end_of_turn_silence_ms=300, speculation_silence_ms=150),
-        partial_interval_ms=0,
-        playback_lead_ms=100,
-        **config,
-    )
-    return VoicePipeline(engines, TutorAgent(PERSONAS["maths"]), sink, cfg), events
+    turn = TurnConfig(end_of_turn_silence_ms=300, speculation_silence_ms=150, partial_interval_ms=0, **config)
+    cfg = PipelineConfig(turn=turn, playback_lead_ms=100)
+    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, cfg), events
 
 
-async def _stream(pipeline: VoicePipeline, pcm: bytes, chunk_ms: int = 30) -> None:
+async def _stream(pipeline: Pipeline, pcm: bytes, chunk_ms: int = 30) -> None:
     """Push at 10x real time: fast tests, but time still passes between frames."""
     step = 32 * chunk_ms
     for i in range(0, len(pcm), step):

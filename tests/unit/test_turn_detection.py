@@ -1,9 +1,10 @@
-from pipelines.turn_detection import TurnDetector, TurnDetectorConfig, TurnSignal
+from pipelines.config import TurnConfig
+from pipelines.turn_detection import TurnDetector, TurnSignal
 
 
 def _run(pattern: str, **config) -> list[tuple[int, TurnSignal]]:
     """pattern: one character per 30 ms frame, '#' voiced, '.' silent."""
-    detector = TurnDetector(TurnDetectorConfig(**config))
+    detector = TurnDetector(TurnConfig(**config))
     return [(i, s) for i, c in enumerate(pattern) if (s := detector.process(c == "#"))]
 
 

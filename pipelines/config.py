@@ -1,0 +1,50 @@
+"""How one session's pipeline behaves: turn-taking and output pacing. The one definition of these
+defaults and limits; server settings nest these models and sessions override them validated."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pipelines.budgets import BudgetPolicy
+
+# Silence that ends the student's turn: the learner's patience. Shared by settings, protocol and CLI.
+EndOfTurnMs = Annotated[int, Field(ge=150, le=5000, description="Silence that ends the student's turn (ms)")]
+
+
+class TurnConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    end_of_turn_silence_ms: EndOfTurnMs = 600
+    # At this much silence the turn has probably ended: transcribe and start answering, held back
+    # until the end of the turn is confirmed. Never later than the end of turn itself.
+    speculation_silence_ms: int = Field(200, ge=90, le=5000)
+    partial_interval_ms: int = Field(1200, ge=0, le=10_000)  # 0 turns partial transcripts off
+    speculative_reply: bool = True  # off: only transcribe early, answer after the end of turn
+    prefill: bool = True  # read each partial transcript into the LLM's cache while the student talks
+    frame_ms: int = 30
+    start_window_frames: int = Field(8, ge=1)
+    start_voiced_frames: int = Field(5, ge=1)  # 5 voiced of the last 8 frames (~150 ms of speech) starts a turn
+    preroll_ms: int = Field(300, ge=0)  # audio kept from before the detected start, so first syllables survive
+    # After a pause, this many consecutive voiced frames resume the turn; a lone noisy frame doesn't.
+    resume_voiced_frames: int = Field(3, ge=1)
+    tail_ms: int = Field(210, ge=0)  # silence kept after the last voiced frame; whisper likes a little
+    max_utterance_ms: int = Field(45_000, ge=1000)
+
+    @model_validator(mode="after")
+    def _speculation_first(self) -> TurnConfig:
+        if self.speculation_silence_ms > self.end_of_turn_silence_ms:
+            object.__setattr__(self, "speculation_silence_ms", self.end_of_turn_silence_ms)
+        return self
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    turn: TurnConfig = TurnConfig()
+    budgets: BudgetPolicy = BudgetPolicy()
+    # Reply audio goes out at real time plus this lead: "sent" stays close to "heard", and a
+    # barge-in silences the tutor within the lead.
+    playback_lead_ms: int = Field(300, ge=0, le=5000)
+    audio_chunk_ms: int = Field(40, ge=10, le=1000)

@@ -1,0 +1,150 @@
+"""Endpointing: microphone audio in, speech start / pause / resume / end of turn out.
+
+Cuts the stream into VAD frames, keeps the utterance (with a little audio from before the detected
+start, so first syllables survive), and turns the detector's signals into frames: a pause lets
+transcription speculate, the end of a turn commits it, speech during a reply barges in.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+
+from models.base import VoiceActivityDetector
+from pipelines.audio import PIPELINE_SAMPLE_RATE, pcm16_to_float
+from pipelines.config import TurnConfig
+from pipelines.control import EndOfTurn, PartialAudio, Paused, Resumed
+from pipelines.frames import AudioIn, DataFrame, Interrupt, InterruptReason, SpeechStarted, SpeechStopped
+from pipelines.processor import Stage
+from pipelines.turn import Carry, Turns
+from pipelines.turn_detection import TurnDetector, TurnSignal
+
+PARTIAL_WINDOW_S = 19  # a partial is a live caption: its cost stays bounded however long the talk
+
+
+class EndpointingStage(Stage):
+    name = "endpointing"
+
+    def __init__(
+        self,
+        vad: VoiceActivityDetector,
+        config: TurnConfig,
+        turns: Turns,
+        clock: Callable[[], float],
+        *,
+        partial_ready: Callable[[], bool] = lambda: True,
+    ) -> None:
+        super().__init__()
+        # Asked before cutting audio for a partial: partials are a courtesy, so none is started
+        # while one runs or while the engine is busy (under load the final comes first).
+        self._partial_ready = partial_ready
+        self._vad = vad.new_stream()  # never shared: a VAD remembers what it heard
+        self._config = config
+        self._turns = turns
+        self._clock = clock
+        self._detector = TurnDetector(config)
+        self._frame_bytes = PIPELINE_SAMPLE_RATE * config.frame_ms // 1000 * 2
+        self._pending = bytearray()
+        self._preroll: deque[bytes] = deque(maxlen=config.preroll_ms // config.frame_ms + config.start_window_frames)
+        self._frame_times: deque[tuple[int, float]] = deque(maxlen=512)
+        self._utterance = bytearray()
+        self._first_frame = 0
+        self._last_partial_frame = 0
+
+    async def process(self, frame: DataFrame) -> None:
+        if not isinstance(frame, AudioIn):
+            self.push(frame)
+            return
+        self._pending += frame.pcm16
+        size = self._frame_bytes
+        while len(self._pending) >= size:
+            chunk = bytes(self._pending[:size])
+            del self._pending[:size]
+            self._on_frame(chunk, frame.at)
+
+    def _on_frame(self, chunk: bytes, at: float) -> None:
+        detector = self._detector
+        signal = detector.process(self._vad.is_speech(chunk))
+        self._frame_times.append((detector.frames_seen, at))
+        if detector.in_speech or signal is TurnSignal.END_OF_TURN:
+            if signal is TurnSignal.SPEECH_START:
+                self._utterance = bytearray(b"".join(self._preroll)) + chunk
+                self._first_frame = detector.frames_seen - len(self._preroll)
+                self._preroll.clear()
+                self._last_partial_frame = detector.frames_seen
+            else:
+                self._utterance += chunk
+        else:
+            self._preroll.append(chunk)
+
+        listening = self._turns.listening
+        if signal is TurnSignal.SPEECH_START:
+            self._on_speech_start()
+        elif signal is TurnSignal.PAUSE and listening is not None:
+            self.push(Paused(listening, self._utterance_audio()))
+        elif signal is TurnSignal.RESUME and listening is not None:
+            self.push(Resumed(listening))
+        elif signal is TurnSignal.END_OF_TURN:
+            self._on_end_of_turn()
+        elif detector.in_speech:
+            if len(self._utterance) >= self._config.max_utterance_ms * PIPELINE_SAMPLE_RATE // 500:
+                # Nobody speaks 45 s without a breath; treat it as a turn rather than buffer forever.
+                detector.force_end()
+                self._on_end_of_turn()
+            else:
+                self._maybe_partial()
+
+    def _on_speech_start(self) -> None:
+        carry = self._turns.continue_last(self._first_frame, self._config.frame_ms)
+        if carry is not None:
+            self._join(carry)
+            listening = carry.listening
+        else:
+            self.push(Interrupt(InterruptReason.BARGE_IN))
+            listening = self._turns.new_listening()
+        self._turns.listening = listening
+        self.push(SpeechStarted(listening.id, self._detector.speech_start_frame * self._config.frame_ms))
+
+    def _join(self, carry: Carry) -> None:
+        """The student went on after a pause: the new speech joins the last turn's audio, gap
+        included, so the transcript holds the whole sentence."""
+        gap_frames = self._first_frame - carry.end_frame
+        self._utterance = bytearray(carry.audio) + bytes(gap_frames * self._frame_bytes) + self._utterance
+        self._first_frame = carry.first_frame
+
+    def _on_end_of_turn(self) -> None:
+        listening, self._turns.listening = self._turns.listening, None
+        if listening is None:
+            return
+        detector = self._detector
+        self.push(SpeechStopped(listening.id, detector.last_voiced_end * self._config.frame_ms))
+        self.push(EndOfTurn(listening, self._utterance_audio(), self._arrival_of(detector.last_voiced_end), self._clock()))
+        # Kept until the reply is heard: if the student goes on before that, the turn continues.
+        self._turns.carry = Carry(listening, bytes(self._utterance), self._first_frame, detector.frames_seen)
+        self._utterance = bytearray()
+
+    def _utterance_audio(self) -> np.ndarray:
+        frame_ms = self._config.frame_ms
+        end_frame = self._detector.last_voiced_end + self._config.tail_ms // frame_ms
+        n_frames = max(0, end_frame - self._first_frame)
+        return pcm16_to_float(bytes(self._utterance[: n_frames * self._frame_bytes]))
+
+    def _maybe_partial(self) -> None:
+        listening = self._turns.listening
+        interval = self._config.partial_interval_ms
+        if not interval or listening is None or not self._partial_ready():
+            return
+        frames_since = self._detector.frames_seen - self._last_partial_frame
+        if frames_since * self._config.frame_ms < interval:
+            return
+        self._last_partial_frame = self._detector.frames_seen
+        recent = self._utterance[-PARTIAL_WINDOW_S * PIPELINE_SAMPLE_RATE * 2 :]
+        self.push(PartialAudio(listening, pcm16_to_float(bytes(recent)), len(recent) == len(self._utterance)))
+
+    def _arrival_of(self, frame_index: int) -> float:
+        for index, arrived in reversed(self._frame_times):
+            if index <= frame_index:
+                return arrived
+        return self._frame_times[0][1] if self._frame_times else self._clock()

@@ -1,0 +1,179 @@
+"""Reply: the agent answers a transcript. Builds the prompt from the persona and what the student
+heard before, streams the language model, and cuts its text into speakable pieces (the first one
+short, so speech starts early). Also answers "repeat that" and reads prefill requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from models.base import EngineError, GenerationRequest, LanguageModel, call_scope
+from models.scheduling import Priority, Urgency, work_scope
+from pipelines.agent import TutorAgent
+from pipelines.chunker import SentenceChunker
+from pipelines.control import AttemptEnded, Commit, Mark, Out, PrefillRequest, ReplyDone, Sentence, Transcript, Usage
+from pipelines.frames import (
+    DataFrame,
+    ErrorCode,
+    PipelineError,
+    RepeatLast,
+    ReplyTextDelta,
+    SystemFrame,
+    TranscriptFinal,
+    TurnStatus,
+    UsageKind,
+)
+from pipelines.processor import Stage
+from pipelines.turn import Attempt, Turns
+
+log = logging.getLogger(__name__)
+
+
+class ReplyStage(Stage):
+    name = "reply"
+
+    def __init__(
+        self,
+        llm: LanguageModel,
+        agent: TutorAgent,
+        turns: Turns,
+        clock: Callable[[], float],
+        *,
+        speculative: bool,
+    ) -> None:
+        super().__init__()
+        self._llm = llm
+        self.agent = agent
+        self._turns = turns
+        self._clock = clock
+        # Off: a transcript found in a pause waits for the end of the turn before it is answered.
+        self._speculative = speculative
+        self._waiting: dict[Attempt, Transcript] = {}
+
+    def last_answer(self) -> str:
+        return next((e.assistant for e in reversed(self.agent.history) if e.assistant), "")
+
+    def on_system(self, frame: SystemFrame) -> None:
+        if isinstance(frame, Commit) and (waiting := self._waiting.pop(frame.attempt, None)) is not None:
+            self._begin(waiting.attempt)
+        elif isinstance(frame, AttemptEnded):
+            self._waiting.pop(frame.attempt, None)
+            if frame.attempt.user_text:
+                self.agent.remember(frame.attempt.user_text, frame.heard)
+
+    async def process(self, frame: DataFrame) -> None:
+        if isinstance(frame, Transcript):
+            self._on_transcript(frame)
+        elif isinstance(frame, RepeatLast):
+            self._repeat(frame)
+        elif isinstance(frame, PrefillRequest):
+            asyncio.get_running_loop().create_task(self._prefill(frame))
+        else:
+            self.push(frame)
+
+    def _on_transcript(self, frame: Transcript) -> None:
+        attempt = frame.attempt
+        if not attempt.live:
+            return
+        attempt.user_text = frame.text.strip()
+        self.push(Out(attempt, TranscriptFinal(attempt.turn_id, attempt.user_text, frame.source)))
+        if not attempt.user_text:
+            self.push(ReplyDone(attempt, TurnStatus.NO_SPEECH))
+        elif not self._speculative and not attempt.committed:
+            self._waiting[attempt] = frame
+        else:
+            self._begin(attempt)
+
+    def _begin(self, attempt: Attempt) -> None:
+        attempt.reply_started = True
+        attempt.track(asyncio.get_running_loop().create_task(self._think(attempt)))
+
+    def _repeat(self, frame: RepeatLast) -> None:
+        attempt = self._turns.new_attempt(turn_id=frame.turn_id, replay=frame.text)
+        now = self._clock()
+        for mark in ("speech_end", "end_of_turn", "transcript", "llm_first_token", "first_sentence"):
+            self.push(Mark(attempt, mark, now))
+        self._turns.commit(attempt)
+        attempt.reply_started = True
+        attempt.generated = frame.text
+        chunker = SentenceChunker()
+        for piece in [*chunker.push(frame.text + " "), *chunker.flush()]:
+            self.push(Sentence(attempt, piece))
+        self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
+
+    async def _think(self, attempt: Attempt) -> None:
+        persona = self.agent.persona
+        request = GenerationRequest(
+            messages=self.agent.messages_for(attempt.user_text),
+            max_tokens=persona.max_reply_tokens,
+            cancel=attempt.cancel,
+        )
+        control = attempt.call("llm")
+        chunker = SentenceChunker()
+        emitted, limit = 0, None
+        first_token = True
+        attempt.llm_priority = priority = Priority(attempt.priority.urgency, attempt.priority.since)
+
+        def queue(piece: str) -> None:
+            nonlocal emitted
+            if emitted == 0:
+                self.push(Mark(attempt, "first_sentence", self._clock()))
+            emitted += 1
+            self.push(Sentence(attempt, piece))
+            # The first piece is what the student waits for; the rest can queue behind other
+            # students' first pieces (it is needed only once this one has been spoken).
+            priority.urgency = max(priority.urgency, Urgency.AHEAD)
+
+        try:
+            with work_scope(priority), call_scope(control):
+                async with contextlib.aclosing(self._llm.stream(request)) as stream:
+                    async for delta in stream:
+                        if first_token:
+                            first_token = False
+                            self.push(Mark(attempt, "llm_first_token", self._clock()))
+                        attempt.generated += delta
+                        self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, delta)))
+                        ready = chunker.push(delta)
+                        if attempt.shorten and limit is None:
+                            # Budget action "shorten": speak what there is now and end after one more.
+                            ready += [] if ready else chunker.flush()
+                            limit = emitted + len(ready) + 1
+                        for piece in ready:
+                            queue(piece)
+                        if limit is not None and emitted >= limit:
+                            request.cancel.set()
+                            break
+                    else:
+                        for piece in chunker.flush():
+                            queue(piece)
+        except EngineError as exc:
+            log.error("turn %s failed in the language model: %s", attempt.turn_id, exc)
+            self.push(Out(attempt, PipelineError(ErrorCode.ENGINE_ERROR, "The tutor could not answer this turn.", attempt.turn_id)))
+            self.push(ReplyDone(attempt, TurnStatus.FAILED, apology=True))
+            return
+        finally:
+            # Counted from what was really generated, a cancelled stream included.
+            engine = control.served_by or self._llm.info
+            for kind, amount in (
+                (UsageKind.LLM_PROMPT_TOKENS, request.usage.prompt_tokens),
+                (UsageKind.LLM_COMPLETION_TOKENS, request.usage.completion_tokens),
+            ):
+                self.push(Usage(attempt.turn_id, attempt, kind, amount, engine))
+        self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
+
+    async def _prefill(self, request: PrefillRequest) -> None:
+        try:
+            # Only on an idle model: a prefill step cannot be interrupted, and under load it would
+            # hold the core other students' replies need.
+            if not self._llm.busy:
+                tokens = await self._llm.prefill(self.agent.messages_for(request.text))
+                usage = Usage(request.listening.id, None, UsageKind.LLM_PROMPT_TOKENS, tokens, self._llm.info, speculative=True)
+                self.push(usage)
+        except EngineError as exc:
+            log.warning("prefill failed: %s", exc)
+        finally:
+            if not request.done.done():
+                request.done.set_result(None)
