@@ -1,0 +1,1 @@
+"""The stages of one session's voice pipeline, one job each."""
