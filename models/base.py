@@ -8,15 +8,25 @@ Blocking inference stays inside the adapter, which runs it on its own worker thr
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import numpy as np
 
 
 class EngineError(RuntimeError):
-    """An engine failed while serving a request (not a usage error)."""
+    """An engine failed while serving a request (not a usage error).
+
+    `code` is machine-readable, so a remote engine can say why (engine_auth, engine_quota,
+    engine_throttled, engine_unreachable) and the session can tell the client or a teacher."""
+
+    def __init__(self, message: str, *, code: str = "engine_error") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ModelNotInstalledError(RuntimeError):
@@ -33,6 +43,43 @@ class EngineInfo:
     kind: str  # "vad" | "stt" | "llm" | "tts"
     provider: str  # e.g. "faster-whisper"
     model: str  # e.g. "tiny.en"
+
+
+@dataclass(slots=True)
+class CallControl:
+    """The caller's side of one engine call, shared with whatever serves it.
+
+    `switch`: set by the caller when its deadline for this call passes with the action
+    "fallback". A fallback chain then abandons the engine serving the call and tries the next
+    one, provided that engine has produced no output yet (half an answer is never restarted);
+    the chain clears the event once it has acted on it, so the caller may set it again.
+    `served_by`: set by a chain (or an adapter that routes) to the engine that actually did the
+    work, so usage is attributed to the right provider and model; None means the engine called
+    did the work itself.
+    """
+
+    switch: asyncio.Event = field(default_factory=asyncio.Event)
+    served_by: EngineInfo | None = None
+
+
+_call: ContextVar[CallControl | None] = ContextVar("convergio_call", default=None)
+
+
+def current_call() -> CallControl:
+    """The caller's control for the engine call in progress. Outside any `call_scope` it is a
+    fresh one nobody watches: the call is never switched and `served_by` goes unread."""
+    return _call.get() or CallControl()
+
+
+@contextlib.contextmanager
+def call_scope(control: CallControl) -> Iterator[CallControl]:
+    """Enter around one engine call (an awaited transcription, a stream iterated to its end).
+    Streams read the scope when they start, so enter it before the first `anext`."""
+    token = _call.set(control)
+    try:
+        yield control
+    finally:
+        _call.reset(token)
 
 
 class VoiceActivityDetector(abc.ABC):
