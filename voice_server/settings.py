@@ -17,6 +17,21 @@ from pipelines.personas import PERSONAS
 KINDS = ("vad", "stt", "llm", "tts")
 
 
+_NO_TIMEOUTS = "an engine is switched when a latency budget with action fallback passes"
+_MOVED = {
+    old: f"use CONVERGIO_ENGINES__OPTIONS__{new}"
+    for old, new in {
+        "vad_aggressiveness": "WEBRTCVAD__AGGRESSIVENESS",
+        "stt_threads": "FASTER_WHISPER__THREADS",
+        "stt_trim_window": "FASTER_WHISPER__TRIM_WINDOW",
+        "llm_threads": "LLAMA_CPP__THREADS",
+        "llm_batch_threads": "LLAMA_CPP__BATCH_THREADS",
+        "llm_contexts": "LLAMA_CPP__CONTEXTS",
+        "tts_threads": "PIPER__THREADS",
+    }.items()
+} | {"attempt_timeout_ms": _NO_TIMEOUTS, "idle_timeout_ms": _NO_TIMEOUTS}
+
+
 class EngineSettings(BaseModel):
     """Which engine serves each kind, its fallbacks, and each engine's own options.
 
@@ -39,6 +54,15 @@ class EngineSettings(BaseModel):
     fallback_cooldown_s: float = Field(30.0, ge=0)
     # Per engine, keyed by its name with "-" read as "_": {"llama_cpp": {"contexts": 4}}.
     options: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, data: Any) -> Any:
+        """Settings that moved say where to, instead of being silently ignored."""
+        if isinstance(data, dict):
+            for old in data.keys() & _MOVED:
+                raise ValueError(f"CONVERGIO_ENGINES__{old.upper()} is no longer read: {_MOVED[old]}")
+        return data
 
     def chain(self, kind: str) -> list[str]:
         """The engines of one kind in the order they are tried: the chosen one, then fallbacks."""

@@ -47,3 +47,9 @@ def test_a_stage_budget_set_in_part_keeps_its_default_for_the_rest(monkeypatch):
 
 def test_a_session_must_start_within_the_admission_timeout_by_default():
     assert Settings().limits.session_start_timeout_s == 15
+
+
+def test_an_engine_setting_that_moved_says_where_to(monkeypatch):
+    monkeypatch.setenv("CONVERGIO_ENGINES__LLM_CONTEXTS", "4")
+    with pytest.raises(SettingsError, match="use CONVERGIO_ENGINES__OPTIONS__LLAMA_CPP__CONTEXTS"):
+        serve_settings()
