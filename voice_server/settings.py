@@ -16,7 +16,6 @@ from pipelines.personas import PERSONAS
 
 KINDS = ("vad", "stt", "llm", "tts")
 
-
 _NO_TIMEOUTS = "an engine is switched when a latency budget with action fallback passes"
 _MOVED = {
     old: f"use CONVERGIO_ENGINES__OPTIONS__{new}"
@@ -81,8 +80,6 @@ class EngineSettings(BaseModel):
                 spec_for(kind, name)  # raises naming the known engines of that kind
         validated: dict[str, dict[str, Any]] = {}
         for key, raw in self.options.items():
-            if not isinstance(raw, dict):
-                raise ValueError(f"options for engine {key!r} must be a mapping of option names to values")
             spec = spec_by_key(key)
             # Keep what was set (not the defaults), under the normalised key, checked once here.
             try:
