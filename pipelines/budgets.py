@@ -73,6 +73,19 @@ class BudgetPolicy(BaseModel):
     # A stage this late is stalled: the turn ends with an apology and the session moves on.
     stall_ms: int = Field(8000, ge=100, le=600_000)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_defaults(cls, data: Any) -> Any:
+        """A stage given in part (only its action, say) keeps its default for the rest."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for stage in BudgetStage:
+            default = cls.model_fields[stage.value].default
+            if isinstance(given := data.get(stage.value), dict) and default is not None:
+                data[stage.value] = {**default.model_dump(), **given}
+        return data
+
     @model_validator(mode="after")
     def _actions_fit_stages(self) -> BudgetPolicy:
         for stage, budget in self.stages().items():

@@ -3,43 +3,80 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from models.base import ModelNotInstalledError
 from models.registry import ENGINES
 from pipelines.personas import PERSONAS
-from voice_server.settings import Settings
+from pipelines.config import TurnConfig
+from voice_server.settings import KINDS, Settings
+
+
+class SettingsError(ValueError):
+    """Settings from the environment and command line do not validate; the message says which."""
+
+
+# Command-line options and the settings they set: the settings model holds their definitions
+# (defaults, limits), the CLI only names them.
+SERVE_OPTIONS: dict[str, tuple[str, ...]] = {
+    "host": ("host",),
+    "port": ("port",),
+    "default_persona": ("default_persona",),
+    "max_reply_tokens": ("max_reply_tokens",),
+    **{kind: ("engines", kind) for kind in KINDS},
+    "end_of_turn_ms": ("turn", "end_of_turn_silence_ms"),
+    "budget_v2v_ms": ("budgets", "voice_to_voice", "ms"),
+}
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with the command line's options on top, validated alike:
+    the options go in as nested init values, which pydantic-settings deep-merges with the
+    environment's before validating the whole."""
+    nested: dict[str, Any] = {}
+    for option, path in SERVE_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        node = nested
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node[path[-1]] = value
+    try:
+        return Settings(**nested)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    flags = {path: "--" + option.replace("_", "-") for option, path in SERVE_OPTIONS.items()}
+    flags[("default_persona",)] = "--persona"
+    lines = ["invalid settings:"]
+    for error in exc.errors():
+        path = tuple(str(p) for p in error["loc"])
+        env = "CONVERGIO_" + "__".join(path).upper()
+        where = f"{flags[path]} or {env}" if path in flags else env
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"  {'.'.join(path) or 'settings'} ({where}): {message}")
+    return "\n".join(lines)
 
 
 def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+
     import uvicorn
 
     from voice_server.app import create_app
-
-    overrides: dict[str, Any] = {}
-    for key in ("host", "port", "default_persona", "max_reply_tokens"):
-        if getattr(args, key) is not None:
-            overrides[key] = getattr(args, key)
-    settings = Settings(**overrides)
-    engines = settings.engines.model_copy(
-        update={k: v for k in ("vad", "stt", "llm", "tts") if (v := getattr(args, k)) is not None}
-    )
-    turn = settings.turn.model_copy(
-        update={"end_of_turn_silence_ms": args.end_of_turn_ms} if args.end_of_turn_ms else {}
-    )
-    budgets = settings.budgets
-    if args.budget_v2v_ms:
-        v2v = budgets.voice_to_voice.model_copy(update={"ms": args.budget_v2v_ms})
-        budgets = budgets.model_copy(update={"voice_to_voice": v2v})
-    settings = settings.model_copy(update={"engines": engines, "turn": turn, "budgets": budgets})
-    if settings.default_persona not in PERSONAS:
-        print(f"unknown persona {settings.default_persona!r}; known: {', '.join(PERSONAS)}", file=sys.stderr)
-        return 2
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -73,36 +110,35 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    settings = Settings()
-    chosen = {
-        "vad": settings.engines.vad,
-        "stt": settings.engines.stt,
-        "llm": settings.engines.llm,
-        "tts": settings.engines.tts,
-    }
+    try:
+        settings = settings_from_args(argparse.Namespace())
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    chosen = {kind: settings.engines.chain(kind) for kind in KINDS}
     failures = 0
     for kind, specs in ENGINES.items():
         for name, spec in specs.items():
-            marker = "*" if chosen.get(kind) == name else " "
-            module = spec.target.partition(":")[0]
+            configured = name in chosen.get(kind, [])
+            marker = "*" if configured else " "
             try:
-                if importlib.util.find_spec(module) is None:
-                    raise ModelNotInstalledError(spec.description, spec.install)
-                if args.load or chosen.get(kind) == name:
+                spec.check_installed()
+                if args.load or configured:
                     started = time.perf_counter()
-                    engine = spec.load()
+                    engine = spec.load(settings.engines.options_for(name))
                     status = f"ok, loads in {time.perf_counter() - started:.1f} s"
                     del engine
                 else:
                     status = "installed"
             except ModelNotInstalledError as exc:
                 status = f"MISSING: {exc}"
-                failures += chosen.get(kind) == name
+                failures += configured
             except Exception as exc:  # noqa: BLE001
                 status = f"BROKEN: {exc}. Reinstall with: {spec.install}"
-                failures += chosen.get(kind) == name
-            print(f"{marker} {kind:4} {name:16} {spec.description:48} {status}")
-    print("\n* = configured engine")
+                failures += configured
+            where = "local" if spec.local else "remote"
+            print(f"{marker} {kind:4} {name:16} {where:6} {spec.description:48} {status}")
+    print("\n* = configured engine (or fallback)")
     if failures:
         print(f"{failures} configured engine(s) cannot run; install what is named above.")
         return 1
@@ -110,11 +146,7 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    # llama.cpp and CTranslate2 each bring an OpenMP runtime whose idle workers spin by default;
-    # on two cores that spinning starves the other stages (see FIELD-NOTES). Sleep instead.
-    # Must be set before either library loads, which happens only when engines are created.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="convergio-voice", description="Real-time voice tutoring server")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the server (offline embedded models by default)")
@@ -124,13 +156,24 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--max-reply-tokens", type=int)
     for kind, specs in ENGINES.items():
         serve.add_argument(f"--{kind}", choices=sorted(specs), help=f"{kind} engine")
-    serve.add_argument("--end-of-turn-ms", type=int, help="silence that ends a student's turn")
+    end_of_turn = TurnConfig.model_fields["end_of_turn_silence_ms"].default
+    serve.add_argument(
+        "--end-of-turn-ms", type=int, help=f"silence that ends a student's turn (default {end_of_turn})"
+    )
     serve.add_argument("--budget-v2v-ms", type=int, help="voice-to-voice budget in ms")
     serve.set_defaults(func=_serve)
     doctor = sub.add_parser("doctor", help="check which engines and models are installed and load")
     doctor.add_argument("--load", action="store_true", help="also load engines that are not configured")
     doctor.set_defaults(func=_doctor)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    # llama.cpp and CTranslate2 each bring an OpenMP runtime whose idle workers spin by default;
+    # on two cores that spinning starves the other stages (see FIELD-NOTES). Sleep instead.
+    # Must be set before either library loads, which happens only when engines are created.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = build_parser().parse_args(argv)
     return int(args.func(args))
 
 

@@ -9,26 +9,16 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from models.base import ChatMessage
-from models.fallback import FallbackHook, FallbackLLM, FallbackSTT, FallbackTTS
+from models.fallback import FallbackHook, fallback_chain
 from models.registry import spec_for
 from pipelines.fillers import FillerCache
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines
-from voice_server.settings import Settings
+from voice_server.settings import KINDS, Settings
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-
-def _engine_options(kind: str, settings: Settings) -> dict[str, object]:
-    e = settings.engines
-    return {
-        "vad": {"aggressiveness": e.vad_aggressiveness},
-        "stt": {"threads": e.stt_threads, "trim_window": e.stt_trim_window},
-        "llm": {"threads": e.llm_threads, "batch_threads": e.llm_batch_threads, "contexts": e.llm_contexts},
-        "tts": {"threads": e.tts_threads},
-    }[kind]
 
 
 class EngineHub:
@@ -50,22 +40,10 @@ class EngineHub:
 
     async def load(self, progress: Progress | None = None) -> Engines:
         say = progress or log.info
-        names = {
-            "vad": self.settings.engines.vad,
-            "stt": self.settings.engines.stt,
-            "llm": self.settings.engines.llm,
-            "tts": self.settings.engines.tts,
-        }
         loaded: dict[str, object] = {}
         try:
-            for step, (kind, name) in enumerate(names.items(), start=1):
-                spec = spec_for(kind, name)
-                say(f"[{step}/5] loading {kind}: {spec.description} ...")
-                started = time.perf_counter()
-                # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
-                loaded[kind] = await asyncio.to_thread(spec.load, **_engine_options(kind, self.settings))
-                say(f"[{step}/5] {kind} ready in {time.perf_counter() - started:.1f} s")
-            loaded = await self._chain(loaded, say)
+            for step, kind in enumerate(KINDS, start=1):
+                loaded[kind] = await self._load_kind(kind, step, say)
             engines = Engines(**loaded)  # type: ignore[arg-type]
             say("[5/5] warming up (first transcription, persona prompts, first voice, fillers) ...")
             started = time.perf_counter()
@@ -86,24 +64,19 @@ class EngineHub:
         self._ready.set()
         return engines
 
-    async def _chain(self, loaded: dict[str, object], say: Progress) -> dict[str, object]:
-        """Wrap an engine in a fallback chain when a fallback engine is configured for its kind."""
+    async def _load_kind(self, kind: str, step: int, say: Progress) -> object:
+        """The engine for one kind: the chosen one, or a fallback chain when fallbacks are set."""
         e = self.settings.engines
-        chains = {"stt": (e.stt_fallback, FallbackSTT), "llm": (e.llm_fallback, FallbackLLM),
-                  "tts": (e.tts_fallback, FallbackTTS)}
-        for kind, (name, chain) in chains.items():
-            if not name:
-                continue
+        engines = []
+        for position, name in enumerate(e.chain(kind)):
             spec = spec_for(kind, name)
-            say(f"      loading {kind} fallback: {spec.description} ...")
-            fallback = await asyncio.to_thread(spec.load, **_engine_options(kind, self.settings))
-            loaded[kind] = chain(
-                [loaded[kind], fallback],
-                first_output_timeout_s=e.attempt_timeout_ms / 1000,
-                idle_timeout_s=e.idle_timeout_ms / 1000,
-                on_fallback=self.on_fallback,
-            )
-        return loaded
+            role = kind if position == 0 else f"{kind} fallback {position}"
+            say(f"[{step}/5] loading {role}: {spec.description} ...")
+            started = time.perf_counter()
+            # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
+            engines.append(await asyncio.to_thread(spec.load, e.options_for(name)))
+            say(f"[{step}/5] {role} ready in {time.perf_counter() - started:.1f} s")
+        return fallback_chain(kind, engines, cooldown_s=e.fallback_cooldown_s, on_fallback=self.on_fallback)
 
     async def aclose(self) -> None:
         if self.engines is None:

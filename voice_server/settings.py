@@ -5,44 +5,100 @@ Example: CONVERGIO_PORT=9000, CONVERGIO_TURN__END_OF_TURN_SILENCE_MS=900.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.registry import EngineOptionsError, spec_by_key, spec_for
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import TurnConfig
+from pipelines.personas import PERSONAS
+
+KINDS = ("vad", "stt", "llm", "tts")
+
+_NO_TIMEOUTS = "an engine is switched when a latency budget with action fallback passes"
+_MOVED = {
+    old: f"use CONVERGIO_ENGINES__OPTIONS__{new}"
+    for old, new in {
+        "vad_aggressiveness": "WEBRTCVAD__AGGRESSIVENESS",
+        "stt_threads": "FASTER_WHISPER__THREADS",
+        "stt_trim_window": "FASTER_WHISPER__TRIM_WINDOW",
+        "llm_threads": "LLAMA_CPP__THREADS",
+        "llm_batch_threads": "LLAMA_CPP__BATCH_THREADS",
+        "llm_contexts": "LLAMA_CPP__CONTEXTS",
+        "tts_threads": "PIPER__THREADS",
+    }.items()
+} | {"attempt_timeout_ms": _NO_TIMEOUTS, "idle_timeout_ms": _NO_TIMEOUTS}
 
 
 class EngineSettings(BaseModel):
+    """Which engine serves each kind, its fallbacks, and each engine's own options.
+
+    Example: CONVERGIO_ENGINES__LLM=llama-cpp, CONVERGIO_ENGINES__LLM_FALLBACK=echo,
+    CONVERGIO_ENGINES__OPTIONS__LLAMA_CPP__CONTEXTS=4. An engine's options, their defaults and
+    limits are its options model's (models/registry.py); they are validated here, when settings
+    load, so a typo fails at start-up with the engine and option named.
+    """
+
     vad: str = "webrtcvad"
     stt: str = "faster-whisper"
     llm: str = "llama-cpp"
     tts: str = "piper"
-    # Optional second engine per kind; the first is then tried with attempt timeouts.
+    # Engines to try, in order, when the one before fails or misses a deadline whose action is
+    # "fallback" (comma-separated for more than one).
     stt_fallback: str | None = None
     llm_fallback: str | None = None
     tts_fallback: str | None = None
-    attempt_timeout_ms: int = Field(1500, ge=50)  # for an attempt's first output
-    idle_timeout_ms: int = Field(2000, ge=50)  # between outputs of a streaming attempt
-    vad_aggressiveness: int = Field(2, ge=0, le=3)
-    # The most threads one step of each engine may use. Steps get cores from one machine-wide
-    # arbiter, most urgent first (models/scheduling.py), and run on fewer threads when fewer
-    # cores are free, so these never oversubscribe the machine.
-    stt_threads: int = Field(2, ge=1)
-    # Encode a 10/20 s whisper window instead of the padded 30 s (same accuracy, ~3x faster).
-    stt_trim_window: bool = True
-    # A token is no faster on two threads here (~25 ms either way); reading a prompt is.
-    llm_threads: int = Field(1, ge=1)
-    llm_batch_threads: int = Field(2, ge=1)
-    # KV-cache contexts of 1024 tokens (~35 MB each). Generations run interleaved, one per
-    # context: with fewer contexts than replies in flight, an urgent reply waits for one.
-    llm_contexts: int = Field(8, ge=1, le=64)
-    tts_threads: int = Field(2, ge=1)
+    # A failed engine sits out this long before calls go to it first again.
+    fallback_cooldown_s: float = Field(30.0, ge=0)
+    # Per engine, keyed by its name with "-" read as "_": {"llama_cpp": {"contexts": 4}}.
+    options: dict[str, dict[str, Any]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_settings(cls, data: Any) -> Any:
+        """Settings that moved say where to, instead of being silently ignored."""
+        if isinstance(data, dict):
+            for old in data.keys() & _MOVED:
+                raise ValueError(f"CONVERGIO_ENGINES__{old.upper()} is no longer read: {_MOVED[old]}")
+        return data
+
+    def chain(self, kind: str) -> list[str]:
+        """The engines of one kind in the order they are tried: the chosen one, then fallbacks."""
+        fallback = getattr(self, f"{kind}_fallback", None) or ""
+        return [getattr(self, kind), *(n.strip() for n in fallback.split(",") if n.strip())]
+
+    def options_for(self, name: str) -> BaseModel:
+        """The validated options of the engine with this name (its defaults where none were set)."""
+        spec = spec_by_key(name)
+        return spec.validate_options(self.options.get(spec.key))
+
+    @model_validator(mode="after")
+    def _engines_exist_and_options_validate(self) -> EngineSettings:
+        for kind in KINDS:
+            for name in self.chain(kind):
+                spec_for(kind, name)  # raises naming the known engines of that kind
+        validated: dict[str, dict[str, Any]] = {}
+        for key, raw in self.options.items():
+            spec = spec_by_key(key)
+            # Keep what was set (not the defaults), under the normalised key, checked once here.
+            try:
+                options = spec.validate_options(raw)
+            except EngineOptionsError as exc:
+                where = f"CONVERGIO_ENGINES__OPTIONS__{spec.key.upper()}__<OPTION>"
+                raise ValueError(f"{exc} (set as {where})") from None
+            validated[spec.key] = options.model_dump(include=set(options.model_fields_set))
+        self.options = validated
+        return self
 
 
 class LimitSettings(BaseModel):
     max_frame_bytes: int = Field(64 * 1024, ge=1024)  # ~2 s of 16 kHz PCM16 per frame
     max_text_chars: int = Field(2000, ge=1)
     max_sessions: int = Field(16, ge=1)
+    # A connection that has not started its session by then gives its slot back.
+    session_start_timeout_s: float = Field(15.0, gt=0)
 
 
 class WebRtcSettings(BaseModel):
@@ -65,8 +121,16 @@ class Settings(BaseSettings):
     max_reply_tokens: int = Field(48, ge=8, le=512)
     playback_lead_ms: int = Field(300, ge=0, le=5000)
     engines: EngineSettings = EngineSettings()
+    # The pipeline's own models: their defaults and limits are the only ones.
     turn: TurnConfig = TurnConfig()
     limits: LimitSettings = LimitSettings()
     budgets: BudgetPolicy = BudgetPolicy()
     webrtc: WebRtcSettings = WebRtcSettings()
     log_level: str = "info"
+
+    @field_validator("default_persona")
+    @classmethod
+    def _known_persona(cls, persona: str) -> str:
+        if persona not in PERSONAS:
+            raise ValueError(f"unknown persona {persona!r}; known: {', '.join(PERSONAS)}")
+        return persona

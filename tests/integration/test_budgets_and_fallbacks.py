@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from latency_bench.wer import word_error_rate
+from models.base import CallControl, call_scope
 from models.fallback import FallbackLLM, FallbackSTT, FallbackTTS
 from pipelines.agent import TutorAgent
 from pipelines.budgets import APOLOGY, FILLERS, BudgetPolicy
@@ -160,41 +161,52 @@ async def test_a_stalled_engine_gets_an_apology_not_silence(real_engines):
     await session.pipeline.aclose()
 
 
-@pytest.mark.parametrize("broken", ["fails", "goes_silent"])
+# TODO(integrator): "goes_silent" needs the pipeline's deadline-driven switching: the chain no
+# longer times attempts out itself; the budget watch sets CallControl.switch (models/base.py) when
+# llm_first_token passes with action "fallback". Once it does, give this case
+# _policy("llm_first_token", 500, BudgetAction.FALLBACK), drop the xfail, and expect "deadline".
+@pytest.mark.parametrize(
+    "broken",
+    [
+        "fails",
+        pytest.param(
+            "goes_silent",
+            marks=pytest.mark.xfail(reason="TODO: needs the budget watch to set CallControl.switch"),
+        ),
+    ],
+)
 async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, broken):
     first = SlowLLM(real_engines.llm, fail=broken == "fails", stall=broken == "goes_silent")
     failures: list[str] = []
     chain = FallbackLLM(
         [first, real_engines.llm],
-        first_output_timeout_s=0.5,
-        idle_timeout_s=2,
         on_fallback=lambda kind, failed, nxt, reason: failures.append(reason),
     )
     session = Session(replace(real_engines, llm=chain), _policy("llm_first_token", 2500, BudgetAction.FILLER))
     done = await session.ask("What is two plus three?")
     assert done.status == "completed" and done.reply_text
-    assert failures == ["error" if broken == "fails" else "timeout"]
+    assert failures == ["error" if broken == "fails" else "deadline"]
     assert not session.of(BudgetMiss)  # the chain answered within the budget
     await session.pipeline.aclose()
 
 
 async def test_tts_and_stt_fallback_chains(real_engines, speech_clips: Path, speech_manifest):
-    tts = FallbackTTS(
-        [SlowTTS(real_engines.tts, fail=True), real_engines.tts], first_output_timeout_s=1, idle_timeout_s=2
-    )
+    tts = FallbackTTS([SlowTTS(real_engines.tts, fail=True), real_engines.tts])
     chunks = [c async for c in tts.synthesize("Hello there.", PERSONAS["maths"].voice)]
     assert sum(len(c.pcm16) for c in chunks) > 0
 
-    stt = FallbackSTT(
-        [SlowSTT(real_engines.stt, final_delay_s=30), real_engines.stt],
-        first_output_timeout_s=0.5,
-        idle_timeout_s=1,
-    )
+    stt = FallbackSTT([SlowSTT(real_engines.stt, final_delay_s=30), real_engines.stt])
     import numpy as np
 
     clip = _clip_path(speech_clips, speech_manifest, "LJ001-0002.16k.wav")
     with wave.open(str(clip)) as wav:
         audio = np.frombuffer(wav.readframes(wav.getnframes()), "<i2").astype(np.float32) / 32768
-    result = await stt.transcribe(audio)
+    # The caller owns the deadline now (in a turn, the budget watch with action "fallback"); this
+    # test plays that caller: after 0.5 s it asks the chain to switch engines.
+    control = CallControl()
+    asyncio.get_running_loop().call_later(0.5, control.switch.set)
+    with call_scope(control):
+        result = await stt.transcribe(audio)
+    assert control.served_by == real_engines.stt.info
     reference = next(e["transcript"] for e in speech_manifest if e["file"] == clip.name)
     assert word_error_rate([reference], [result.text]) < 0.25
