@@ -1,65 +1,66 @@
-"""WebSocket transport: adapts WebSocket messages to a ProtocolSession and back. Nothing more."""
+"""WebSocket transport: WebSocket messages to ProtocolSession calls and back. Nothing more."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from voice_server import protocol
+from voice_server.admission import Admission
 from voice_server.engines import EngineHub
 from voice_server.metrics import VoiceMetrics
-from voice_server.session import ProtocolSession
+from voice_server.protocol import EndReason
+from voice_server.session import ProtocolSession, fatal_error
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
-
-
-class SessionCounter:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.active = 0
 
 
 async def serve_websocket(
     websocket: WebSocket,
     settings: Settings,
     hub: EngineHub,
-    counter: SessionCounter,
+    admission: Admission,
     metrics: VoiceMetrics,
 ) -> None:
     await websocket.accept()
     send_lock = asyncio.Lock()
 
-    async def send_json(message: dict[str, Any]) -> None:
+    async def send_text(text: str) -> None:
         async with send_lock:
             if websocket.application_state is WebSocketState.CONNECTED:
-                await websocket.send_json(message)
+                await websocket.send_text(text)
 
     async def send_bytes(data: bytes) -> None:
         async with send_lock:
             if websocket.application_state is WebSocketState.CONNECTED:
                 await websocket.send_bytes(data)
 
-    if counter.active >= counter.limit:
-        await send_json(
-            protocol.ErrorMsg(
-                code="server_busy", message="Too many sessions; try again later.", fatal=True
-            ).model_dump(mode="json")
-        )
-        await websocket.close(code=CLOSE_TRY_AGAIN_LATER)
+    async def hang_up(code: int = 1000) -> None:
+        if websocket.application_state is WebSocketState.CONNECTED:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=code)
+
+    async def on_expired() -> None:
+        await session.abort("session_start_timeout", "No session.start arrived in time; closing.")
+        await hang_up(CLOSE_POLICY_VIOLATION)  # the pending receive then sees the disconnect
+
+    slot = admission.admit("websocket", on_expired=on_expired)
+    if slot is None:
+        await send_text(fatal_error("server_busy", "Too many sessions; try again later."))
+        await hang_up(CLOSE_TRY_AGAIN_LATER)
         return
 
-    counter.active += 1
-    metrics.active_sessions.inc()
-    session = ProtocolSession(settings, hub, send_json, send_bytes, observe=metrics.observe)
-    reason = "client"
+    session = ProtocolSession(
+        settings, hub, send_text, send_bytes, observe=metrics.observe, on_started=slot.session_started
+    )
+    reason: EndReason = "client"
     try:
         await session.start()
         while not session.ended:
@@ -70,16 +71,13 @@ async def serve_websocket(
                 await session.on_text(text)
             elif (data := message.get("bytes")) is not None:
                 await session.on_bytes(data)
-    except WebSocketDisconnect:
-        pass
+    except (WebSocketDisconnect, RuntimeError):
+        pass  # RuntimeError: Starlette refuses receive() once the socket was closed from our side
     except Exception:
         reason = "error"
         log.exception("websocket session failed")
     finally:
-        counter.active -= 1
-        metrics.active_sessions.dec()
+        slot.release()
         with contextlib.suppress(Exception):
             await session.close(reason)
-        if websocket.application_state is WebSocketState.CONNECTED:
-            with contextlib.suppress(Exception):
-                await websocket.close()
+        await hang_up()
