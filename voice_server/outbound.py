@@ -53,7 +53,7 @@ def _turn_done(frame: TurnDone, _: Context) -> dict[str, Any]:
     return {
         "latency": frame.latency_ms,
         "usage": dataclasses.asdict(frame.usage),
-        "budget_misses": [dataclasses.asdict(miss) for miss in frame.budget_misses],
+        "budget_misses": [_same_named(miss, protocol.BudgetMissMsg) for miss in frame.budget_misses],
     }
 
 
@@ -73,18 +73,18 @@ TABLE: dict[type, Rule] = {
 }
 
 
+def _same_named(frame: Any, message: type[BaseModel]) -> dict[str, Any]:
+    wanted = message.model_fields
+    return {f.name: getattr(frame, f.name) for f in dataclasses.fields(frame) if f.name in wanted}
+
+
 def to_message(frame: object, context: Context) -> BaseModel | None:
     """The message for a frame, or None for frames that are not messages. Validated (so a frame
     carrying a value the protocol does not publish raises here, not on the client)."""
     rule = TABLE.get(type(frame))
     if rule is None:
         return None
-    wanted = rule.message.model_fields
-    data = {
-        field.name: getattr(frame, field.name)
-        for field in dataclasses.fields(frame)  # type: ignore[arg-type]
-        if field.name in wanted
-    }
+    data = _same_named(frame, rule.message)
     if rule.derive is not None:
         data.update(rule.derive(frame, context))
     return rule.message.model_validate(data)
