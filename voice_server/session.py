@@ -146,6 +146,8 @@ class ProtocolSession:
             self.pipeline.push_audio(pcm16)
 
     async def _guarded(self, handle: Callable[[Any], Awaitable[None]], data: Any) -> None:
+        if self.ended:
+            return  # the pipeline is closed; a transport still delivering input is about to stop
         try:
             await handle(data)
         except ProtocolError as exc:

@@ -201,3 +201,13 @@ async def test_repeat_and_voice_rate(session_wire):
     assert again["turn_id"] != first["turn_id"] and again["reply_text"] == first["reply_text"]
     assert again["usage"]["llm_completion_tokens"] == 0  # said again, not asked again
     assert session.hub.engines.tts.voices[-1].rate == 1.4
+
+
+async def test_input_after_session_end_is_ignored(session_wire):
+    session, wire = session_wire
+    await send(session, type="session.end")
+    count = len(wire.messages)
+    await send(session, type="input.text", text="hello?")
+    await session.on_bytes(b"\x00")
+    session.on_audio_16k(b"\x10\x00" * 1600)
+    assert len(wire.messages) == count and wire.log[-1] == "session.ended"

@@ -71,11 +71,13 @@ async def serve_websocket(
                 await session.on_text(text)
             elif (data := message.get("bytes")) is not None:
                 await session.on_bytes(data)
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # RuntimeError: Starlette refuses receive() once the socket was closed from our side
+    except WebSocketDisconnect:
+        pass
     except Exception:
-        reason = "error"
-        log.exception("websocket session failed")
+        if websocket.application_state is WebSocketState.CONNECTED:
+            reason = "error"
+            log.exception("websocket session failed")
+        # else: we hung up (start timeout) and Starlette refuses the socket from then on
     finally:
         slot.release()
         with contextlib.suppress(Exception):
