@@ -17,13 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 import web_client
 from pipelines.personas import PERSONAS
 from voice_server import __version__
+from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.engines import EngineHub
 from voice_server.loop_monitor import watch_loop_lag
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import protocol_schema
 from voice_server.settings import Settings
-from voice_server.webrtc_transport import SdpError, WebRtcManager, validate_offer
-from voice_server.ws_transport import SessionCounter, serve_websocket
+from voice_server.transports.webrtc import SdpError, ServerBusy, WebRtcManager, validate_offer
+from voice_server.transports.ws import serve_websocket
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,13 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     settings = settings or Settings()
     metrics = VoiceMetrics()
     hub = EngineHub(settings, on_fallback=metrics.fallback)
-    counter = SessionCounter(settings.limits.max_sessions)
-    webrtc = WebRtcManager(settings, hub, metrics)
+    # Every WebSocket session and WebRTC peer holds one of the same max_sessions slots.
+    admission = Admission(
+        settings.limits.max_sessions,
+        start_timeout_s=getattr(settings.limits, "session_start_timeout_s", SESSION_START_TIMEOUT_S),
+        gauge=metrics.active_sessions,
+    )
+    webrtc = WebRtcManager(settings, hub, metrics, admission)
     schema = protocol_schema()
 
     @contextlib.asynccontextmanager
@@ -65,6 +71,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.webrtc = webrtc
+    app.state.admission = admission
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -115,14 +122,15 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             return _http_error(400, "invalid_sdp", str(exc))
         if not hub.ready:
             return _http_error(503, "server_not_ready", "Models are still loading; try again shortly.")
-        if counter.active + len(webrtc.peers) >= settings.limits.max_sessions:
+        try:
+            peer_id, answer = await webrtc.offer(sdp)
+        except ServerBusy:
             return _http_error(503, "server_busy", "Too many sessions; try again later.")
-        peer_id, answer = await webrtc.offer(sdp)
         return JSONResponse({"type": "answer", "sdp": answer, "peer_id": peer_id})
 
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, settings, hub, counter, metrics)
+        await serve_websocket(websocket, settings, hub, admission, metrics)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")

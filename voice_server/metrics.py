@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -10,9 +12,6 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-
-from collections.abc import Iterator
-
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from models.base import EngineInfo

@@ -1,17 +1,19 @@
 """Wire protocol version 1: JSON control messages plus binary PCM16 audio frames.
 
 These models are the contract. The JSON Schema served at /v1/protocol.json is generated from them,
-incoming messages are parsed with them, and tests validate every outgoing message against the
-published schema.
+incoming messages are parsed with them strictly (`parse_client_message`: "900" is not an integer,
+as the schema says), and tests validate every outgoing message against the published schema.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from pipelines.audio import SUPPORTED_INPUT_RATES
+from pipelines.config import EndOfTurnMs
+from pipelines.frames import BudgetAction, BudgetStage, ErrorCode, InterruptReason, TranscriptSource, TurnStatus
 
 PROTOCOL_VERSION = 1
 OUTPUT_SAMPLE_RATES = (16_000, 22_050, 24_000, 44_100, 48_000)
@@ -19,6 +21,10 @@ OUTPUT_SAMPLE_RATES = (16_000, 22_050, 24_000, 44_100, 48_000)
 InputRate = Literal[8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000]
 OutputRate = Literal[16000, 22050, 24000, 44100, 48000]
 assert set(InputRate.__args__) == set(SUPPORTED_INPUT_RATES)  # type: ignore[attr-defined]
+
+# The fixed-value lists are the pipeline's (pipelines/frames.py), defined once there.
+ReportedBudgetStage = BudgetStage
+EndReason = Literal["client", "server_shutdown", "error"]
 
 
 class _Message(BaseModel):
@@ -39,17 +45,12 @@ class OutputAudioRequest(_Message):
 
 
 class TurnOptions(_Message):
-    end_of_turn_silence_ms: int | None = Field(
-        None, ge=150, le=5000, description="Silence that ends the student's turn (patience)"
-    )
+    end_of_turn_silence_ms: EndOfTurnMs | None = None
 
 
 class BudgetOverride(_Message):
     ms: int = Field(ge=1, le=60_000)
-    action: Literal["none", "filler", "partial_transcript", "shorten", "fallback"] | None = None
-
-
-BudgetStage = Literal["stt", "llm_first_token", "first_sentence", "tts_first_audio", "voice_to_voice"]
+    action: BudgetAction | None = None
 
 
 class SessionStart(_Message):
@@ -67,6 +68,17 @@ class SessionStart(_Message):
 class InputText(_Message):
     type: Literal["input.text"]
     text: str = Field(description="Typed instead of spoken; limited to server.hello limits")
+
+    @field_validator("text")
+    @classmethod
+    def _whole_characters(cls, text: str) -> str:
+        # JSON parsing already refuses a lone surrogate; this guards text built in Python, since
+        # one kept in the conversation history would break every later prompt.
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text contains a lone surrogate (half of a UTF-16 pair)") from None
+        return text
 
 
 class ResponseCancel(_Message):
@@ -160,7 +172,7 @@ class TranscriptFinalMsg(_Message):
     type: Literal["transcript.final"] = "transcript.final"
     turn_id: str
     text: str
-    source: Literal["speech", "text"]
+    source: TranscriptSource
 
 
 class ReplyTextDeltaMsg(_Message):
@@ -197,7 +209,7 @@ class ReplyInterruptedMsg(_Message):
 
     type: Literal["reply.interrupted"] = "reply.interrupted"
     turn_id: str
-    reason: Literal["barge_in", "cancel", "text_input", "session_end", "student_continued"]
+    reason: InterruptReason
     heard_text: str = Field(description="What the student was sent before the cut; kept in memory")
 
 
@@ -234,10 +246,10 @@ class Usage(_Message):
 
 
 class BudgetMissMsg(_Message):
-    stage: str
+    stage: ReportedBudgetStage
     budget_ms: int
     elapsed_ms: int
-    action: str
+    action: BudgetAction
 
 
 class BudgetExceededMsg(_Message):
@@ -245,16 +257,16 @@ class BudgetExceededMsg(_Message):
 
     type: Literal["budget.exceeded"] = "budget.exceeded"
     turn_id: str
-    stage: str
+    stage: ReportedBudgetStage
     budget_ms: int
     elapsed_ms: int
-    action: Literal["none", "filler", "partial_transcript", "shorten", "fallback"]
+    action: BudgetAction
 
 
 class TurnDoneMsg(_Message):
     type: Literal["turn.done"] = "turn.done"
     turn_id: str
-    status: Literal["completed", "interrupted", "cancelled", "no_speech", "failed"]
+    status: TurnStatus
     user_text: str
     reply_text: str = Field(description="The reply as the student heard it")
     latency: Latency
@@ -265,28 +277,8 @@ class TurnDoneMsg(_Message):
 class SessionEndedMsg(_Message):
     type: Literal["session.ended"] = "session.ended"
     session_id: str
-    reason: Literal["client", "server_shutdown", "error"]
+    reason: EndReason
     usage: Usage
-
-
-ErrorCode = Literal[
-    "invalid_json",
-    "invalid_message",
-    "unknown_message_type",
-    "unsupported_protocol_version",
-    "unsupported_audio_format",
-    "invalid_audio_frame",
-    "session_not_started",
-    "session_already_started",
-    "unknown_persona",
-    "nothing_to_repeat",
-    "text_too_long",
-    "server_not_ready",
-    "server_busy",
-    "engine_error",
-    "engine_timeout",
-    "internal_error",
-]
 
 
 class ErrorMsg(_Message):
@@ -318,6 +310,73 @@ ServerMessage = Annotated[
 
 CLIENT_ADAPTER: TypeAdapter[Any] = TypeAdapter(ClientMessage)
 SERVER_ADAPTER: TypeAdapter[Any] = TypeAdapter(ServerMessage)
+
+
+class ProtocolError(Exception):
+    """Bad input from the client: answered with an `error` message, and the session goes on."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code: ErrorCode = code
+        self.message = message
+
+
+def parse_client_message(raw: str | bytes) -> Any:
+    """One client message, validated strictly against the published schema.
+
+    Raises ProtocolError. Parsing with pydantic's JSON parser (not json.loads) bounds nesting
+    depth and refuses lone surrogates, so no input can raise anything else.
+    """
+    try:
+        return CLIENT_ADAPTER.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise _protocol_error(exc) from None
+
+
+_ENVELOPE = 'Every message is a JSON object with a string "type".'
+
+
+def _protocol_error(exc: ValidationError) -> ProtocolError:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    kind, loc, msg = first["type"], first["loc"], first["msg"]
+    if kind == "string_unicode":
+        return ProtocolError("invalid_json", "Message is not valid Unicode text: it has a lone surrogate.")
+    if kind == "json_invalid":
+        detail = msg.removeprefix("Invalid JSON: ")
+        if "surrogate" in detail or "hex escape" in detail:
+            detail += " (a \\ud800-\\udfff escape is only valid as half of a surrogate pair)"
+        return ProtocolError("invalid_json", f"Message is not valid JSON: {detail}.")
+    if kind == "union_tag_invalid":
+        tag = first.get("ctx", {}).get("tag")
+        known = ", ".join(sorted(CLIENT_TYPES))
+        return ProtocolError("unknown_message_type", f"Unknown type {_quote(tag)}; known: {known}.")
+    if not loc:
+        return ProtocolError("invalid_message", _ENVELOPE)
+    type_, where = str(loc[0]), ".".join(_quote_part(part) for part in loc[1:])
+    if type_ == "session.start" and where.startswith("input_audio"):
+        rates = ", ".join(str(r) for r in SUPPORTED_INPUT_RATES)
+        return ProtocolError(
+            "unsupported_audio_format",
+            f"Unsupported input audio ({where}: {msg}). Send pcm16, mono, at one of: {rates} Hz.",
+        )
+    if type_ == "session.start" and where == "protocol_version":
+        return ProtocolError(
+            "unsupported_protocol_version", f"This server speaks protocol version {PROTOCOL_VERSION}."
+        )
+    return ProtocolError("invalid_message", f"Invalid {type_}: {where or 'message'}: {msg}.")
+
+
+def _quote(value: object, limit: int = 60) -> str:
+    """Client text inside an error message: ASCII only (no surrogate can reach the wire), short."""
+    text = ascii(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quote_part(part: object) -> str:
+    """A path element: field names as they are, client-chosen keys quoted."""
+    text = str(part)
+    plain = isinstance(part, int) or (text.isascii() and text.isidentifier() and len(text) <= 40)
+    return text if plain else _quote(part, 40)
 
 
 def protocol_schema() -> dict[str, Any]:

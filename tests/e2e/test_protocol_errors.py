@@ -60,6 +60,19 @@ async def test_every_bad_input_is_answered_and_the_session_survives(server, asse
         received.append(await _expect_error(ws, "invalid_message"))
         await ws.send(json.dumps({"type": "dance"}))
         received.append(await _expect_error(ws, "unknown_message_type"))
+        await ws.send("[" * 2000)  # deeper than any parser should recurse
+        received.append(await _expect_error(ws, "invalid_json"))
+        await ws.send('{"type": "input.text", "text": "\\ud800"}')  # a lone surrogate
+        received.append(await _expect_error(ws, "invalid_json"))
+        # Strictly the published schema: a string is not an integer.
+        await ws.send(json.dumps({"type": "session.start", "turn": {"end_of_turn_silence_ms": "900"}}))
+        received.append(await _expect_error(ws, "invalid_message"))
+        # Valid to the schema, but an action the stage cannot take.
+        shorten = {"stt": {"ms": 500, "action": "shorten"}}
+        await ws.send(json.dumps({"type": "session.start", "budgets": shorten}))
+        error = await _expect_error(ws, "invalid_message")
+        assert "shorten" in error["message"] and "stt" in error["message"]
+        received.append(error)
 
         for bad_format in ({"sample_rate": 12345}, {"channels": 2}, {"encoding": "opus"}):
             await ws.send(json.dumps({"type": "session.start", "input_audio": bad_format}))

@@ -13,7 +13,7 @@ import pytest
 from latency_bench.client import load_clip
 from latency_bench.wer import word_error_rate
 from tests.webrtc_peer import ClipTrack, Peer, post_json
-from voice_server.webrtc_transport import use_host_addresses
+from voice_server.transports.webrtc import use_host_addresses
 
 pytestmark = pytest.mark.models
 

@@ -1,8 +1,9 @@
 """WebRTC transport (aiortc): Opus audio both ways, protocol-v1 events on a data channel.
 
 Like the WebSocket transport it only adapts: inbound audio frames are resampled to the pipeline's
-16 kHz mono with PyAV, reply audio is queued on an outbound track that aiortc paces and encodes,
-and JSON events travel on the "events" data channel. The same ProtocolSession does the rest.
+16 kHz mono with PyAV and handed to the session, reply audio is queued on an outbound track that
+aiortc paces and encodes, and JSON events travel on the "events" data channel. The same
+ProtocolSession does the rest; it tells the track to drop queued audio when a reply is cut.
 """
 
 from __future__ import annotations
@@ -11,27 +12,26 @@ import asyncio
 import contextlib
 import fractions
 import ipaddress
-import json
 import logging
 import re
-import time
 import uuid
 from typing import Any
 
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
+from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
+from voice_server.admission import Admission, Slot
 from voice_server.engines import EngineHub
 from voice_server.metrics import VoiceMetrics
+from voice_server.protocol import EndReason
 from voice_server.session import ProtocolSession
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WEBRTC_RATE = 48_000
-FRAME_SAMPLES = WEBRTC_RATE * 20 // 1000
 _SDP_LINE = re.compile(r"^[a-z]=[\x20-\x7e]*$")
 
 
@@ -83,16 +83,17 @@ def use_host_addresses(addresses: list[str]) -> None:
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
 
 
-class ReplyAudioTrack(MediaStreamTrack):
-    """Outbound audio: 20 ms frames at 48 kHz from a queue of reply PCM, silence when idle."""
+class ReplyAudioTrack(AudioStreamTrack):
+    """Outbound audio: 20 ms frames at 48 kHz, reply PCM when there is some, silence otherwise.
 
-    kind = "audio"
+    aiortc's AudioStreamTrack keeps the clock (one frame per 20 ms of wall time, its timestamps);
+    this track only fills the frames. Playback time is modelled once, by the pipeline's pacing,
+    which hands over audio no more than its playback lead ahead, so this buffer stays that short.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._buffer = bytearray()
-        self._start: float | None = None
-        self._pts = 0
 
     def push(self, pcm16_48k: bytes) -> None:
         self._buffer += pcm16_48k
@@ -102,41 +103,48 @@ class ReplyAudioTrack(MediaStreamTrack):
         self._buffer.clear()
 
     async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        else:
-            wait = self._start + self._pts / WEBRTC_RATE - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        size = FRAME_SAMPLES * 2
-        chunk = bytes(self._buffer[:size])
+        paced = await super().recv()  # a silent frame at its time; MediaStreamError once stopped
+        scale = fractions.Fraction(WEBRTC_RATE, paced.sample_rate)
+        size = int(paced.samples * scale) * 2
+        chunk = bytes(self._buffer[:size]).ljust(size, b"\0")
         del self._buffer[:size]
-        chunk = chunk.ljust(size, b"\0")
         frame = av.AudioFrame.from_ndarray(
             np.frombuffer(chunk, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
         )
         frame.sample_rate = WEBRTC_RATE
-        frame.pts = self._pts
+        frame.pts = int(paced.pts * scale)
         frame.time_base = fractions.Fraction(1, WEBRTC_RATE)
-        self._pts += FRAME_SAMPLES
         return frame
+
+
+class ServerBusy(Exception):
+    """Every session slot is taken."""
 
 
 class WebRtcPeer:
     """One browser (or other WebRTC client): a peer connection, its session, its tasks."""
 
-    def __init__(self, manager: WebRtcManager) -> None:
+    def __init__(self, manager: WebRtcManager, slot: Slot) -> None:
         self.id = f"peer_{uuid.uuid4().hex[:12]}"
         self.manager = manager
+        self.slot = slot
         self.pc = RTCPeerConnection()
         self.out_track = ReplyAudioTrack()
-        self.session: ProtocolSession | None = None
+        self.session = ProtocolSession(
+            manager.settings,
+            manager.hub,
+            self._send_text,
+            self._send_bytes,
+            observe=manager.metrics.observe,
+            clear_audio=self.out_track.clear,
+            on_started=slot.session_started,
+            fixed_input_rate=16_000,
+            fixed_output_rate=WEBRTC_RATE,
+        )
         self.channel: Any = None
         self.tasks: set[asyncio.Task[Any]] = set()
         self.closed = False
-        self._inbox: asyncio.Queue[str | None] = asyncio.Queue()
+        self._inbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=16_000)
         self.connected = asyncio.Event()
 
@@ -164,6 +172,13 @@ class WebRtcPeer:
             elif state in ("failed", "closed"):
                 await self.close("client")
 
+    async def _send_text(self, text: str) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(text)
+
+    async def _send_bytes(self, pcm: bytes) -> None:
+        self.out_track.push(pcm)
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
         self.tasks.add(task)
@@ -183,15 +198,18 @@ class WebRtcPeer:
             log.info("webrtc peer %s never connected; closing", self.id)
             await self.close("error")
 
+    async def expire(self) -> None:
+        """Admission gave up waiting for session.start."""
+        await self.session.abort("session_start_timeout", "No session.start arrived in time; closing.")
+        await self.close("error")
+
     async def _read_audio(self, track: MediaStreamTrack) -> None:
         timeout = self.manager.settings.webrtc.inbound_timeout_s
         try:
             while not self.closed:
                 frame = await asyncio.wait_for(track.recv(), timeout)
-                if self.session is None or self.session.pipeline is None:
-                    continue  # read and drop until the session starts
                 for out in self._resampler.resample(frame):
-                    self.session.pipeline.push_audio(out.to_ndarray().tobytes())
+                    self.session.on_audio_16k(out.to_ndarray().tobytes())
         except TimeoutError:
             log.info("webrtc peer %s sent no audio for %.0f s; closing", self.id, timeout)
         except MediaStreamError:
@@ -199,38 +217,20 @@ class WebRtcPeer:
         await self.close("client")
 
     async def _run_session(self) -> None:
-        settings = self.manager.settings
-
-        async def send_json(message: dict[str, Any]) -> None:
-            if message.get("type") == "reply.interrupted":
-                self.out_track.clear()
-            if self.channel is not None and self.channel.readyState == "open":
-                self.channel.send(json.dumps(message))
-
-        async def send_bytes(pcm: bytes) -> None:
-            self.out_track.push(pcm)
-
-        self.session = ProtocolSession(
-            settings, self.manager.hub, send_json, send_bytes, observe=self.manager.metrics.observe,
-            fixed_input_rate=16_000, fixed_output_rate=WEBRTC_RATE,
-        )
         await self.session.start()
         while (message := await self._inbox.get()) is not None and not self.session.ended:
-            if isinstance(message, str):
-                await self.session.on_text(message)
-            else:
-                await self.session.on_text("")  # binary is not part of the data channel protocol
+            await self.session.on_text(message)  # a binary message is read as UTF-8 JSON
         await self.close("client")
 
-    async def close(self, reason: str) -> None:
+    async def close(self, reason: EndReason) -> None:
         if self.closed:
             return
         self.closed = True
+        self.slot.release()
         self.manager.forget(self)
         self._inbox.put_nowait(None)
-        if self.session is not None:
-            with contextlib.suppress(Exception):
-                await self.session.close(reason)
+        with contextlib.suppress(Exception):
+            await self.session.close(reason)
         self.out_track.stop()
         await self.pc.close()
         current = asyncio.current_task()
@@ -240,18 +240,30 @@ class WebRtcPeer:
 
 
 class WebRtcManager:
-    def __init__(self, settings: Settings, hub: EngineHub, metrics: VoiceMetrics) -> None:
+    def __init__(
+        self, settings: Settings, hub: EngineHub, metrics: VoiceMetrics, admission: Admission
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
+        self.admission = admission
         self.peers: dict[str, WebRtcPeer] = {}
         if settings.webrtc.host_addresses:
             use_host_addresses(settings.webrtc.host_addresses)
 
     async def offer(self, sdp: str) -> tuple[str, str]:
-        peer = WebRtcPeer(self)
+        """Answer an offer with a new peer. Raises ServerBusy when no session slot is free."""
+        peer: WebRtcPeer | None = None
+
+        async def on_expired() -> None:
+            if peer is not None:
+                await peer.expire()
+
+        slot = self.admission.admit("webrtc", on_expired=on_expired)
+        if slot is None:
+            raise ServerBusy
+        peer = WebRtcPeer(self, slot)
         self.peers[peer.id] = peer
-        self.metrics.active_sessions.inc()
         self.metrics.webrtc_peers.inc()
         try:
             return peer.id, await peer.answer(sdp)
@@ -261,7 +273,6 @@ class WebRtcManager:
 
     def forget(self, peer: WebRtcPeer) -> None:
         if self.peers.pop(peer.id, None) is not None:
-            self.metrics.active_sessions.dec()
             self.metrics.webrtc_peers.dec()
 
     async def aclose(self) -> None:

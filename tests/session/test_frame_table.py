@@ -1,0 +1,75 @@
+"""The frame -> message table: every pipeline frame that is a message has exactly one rule, and
+each rule yields a message of the published schema."""
+
+from __future__ import annotations
+
+import typing
+
+from pipelines import frames
+from pipelines.frames import (
+    BudgetMiss,
+    Interrupted,
+    PipelineError,
+    ReplyAudio,
+    ReplyAudioDone,
+    ReplyAudioStarted,
+    ReplySentence,
+    ReplyTextDelta,
+    SpeechStarted,
+    SpeechStopped,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnDone,
+    TurnUsage,
+)
+from tests.session.conftest import SERVER_MESSAGES
+from voice_server import outbound
+
+CONTEXT = outbound.Context(out_rate=24_000)
+
+SAMPLES = [
+    SpeechStarted("turn-1", 120),
+    SpeechStopped("turn-1", 900),
+    TranscriptPartial("turn-1", "what is"),
+    TranscriptFinal("turn-1", "what is two plus two", "speech"),
+    ReplyTextDelta("turn-1", "Four"),
+    ReplySentence("turn-1", "Four."),
+    ReplyAudioStarted("turn-1", 22_050),
+    ReplyAudioDone("turn-1", 480),
+    Interrupted("turn-1", "barge_in", "Four"),
+    BudgetMiss("turn-1", "voice_to_voice", 1500, 1620, "filler"),
+    TurnDone(
+        "turn-1", "completed", "what is two plus two", "Four.",
+        {"stt_ms": 120, "voice_to_voice_ms": 800},
+        TurnUsage(stt_audio_ms=900, tts_chars=5, providers={"llm": "fake/scripted"},
+                  speculative=TurnUsage(stt_audio_ms=300)),
+        (BudgetMiss("turn-1", "stt", 100, 120, "none"),),
+    ),
+    PipelineError("engine_timeout", "The tutor took too long (llm_first_token).", "turn-1"),
+]
+
+
+def test_every_frame_but_audio_has_one_rule():
+    events = set(typing.get_args(frames.PipelineEvent))
+    assert set(outbound.TABLE) == events - {ReplyAudio}
+    assert {type(sample) for sample in SAMPLES} == set(outbound.TABLE)
+
+
+def test_every_rule_gives_a_message_of_the_published_schema():
+    for frame in SAMPLES:
+        message = outbound.to_message(frame, CONTEXT).model_dump(mode="json")
+        errors = list(SERVER_MESSAGES.iter_errors(message))
+        assert not errors, f"{type(frame).__name__}: {errors[0].message}"
+
+
+def test_derived_fields():
+    started = outbound.to_message(ReplyAudioStarted("turn-1", 22_050), CONTEXT)
+    assert started.model_dump()["format"]["sample_rate"] == 24_000  # the session's rate, not the engine's
+    done = outbound.to_message(SAMPLES[10], CONTEXT).model_dump()
+    assert done["latency"]["voice_to_voice_ms"] == 800 and done["latency"]["endpointing_ms"] is None
+    assert done["usage"]["speculative"]["stt_audio_ms"] == 300
+    assert done["budget_misses"] == [{"stage": "stt", "budget_ms": 100, "elapsed_ms": 120, "action": "none"}]
+
+
+def test_audio_is_not_a_message():
+    assert outbound.to_message(ReplyAudio("turn-1", b"\0\0", 16_000), CONTEXT) is None

@@ -1,0 +1,1 @@
+"""Transports: bytes on a connection to and from ProtocolSession calls, and nothing more."""
