@@ -10,6 +10,7 @@ prefill) stays metered, apart from the answer.
 from __future__ import annotations
 
 import itertools
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,7 +63,7 @@ class MeteringStage(Stage):
         self._misses: dict[str, list[BudgetMiss]] = {}
         self._turns: dict[str, _TurnBook] = {}
         self._totals: dict[tuple[str, int, UsageKind, str, str], int] = {}
-        self._orphans = itertools.count(1)
+        self._reported: weakref.WeakSet[Attempt] = weakref.WeakSet()
 
     def marks(self, attempt: Attempt) -> dict[str, float]:
         return self._marks.setdefault(attempt, {})
@@ -80,6 +81,10 @@ class MeteringStage(Stage):
             self._marks.pop(frame.attempt, None)
             if frame.attempt.committed:  # its misses belonged to an answer that never was
                 self._misses.pop(frame.attempt.turn_id, None)
+            # What it used so far is now known to be thrown away: say so for the same keys.
+            for (turn_id, number, kind, provider, model), total in self._totals.items():
+                if turn_id == frame.attempt.turn_id and number == frame.attempt.number:
+                    self.push(UsageMetric(self.session_id, turn_id, number, kind, provider, model, total, True))
         elif isinstance(frame, AttemptEnded):
             self._report(frame)
 
@@ -91,16 +96,23 @@ class MeteringStage(Stage):
             return
         attempt = usage.attempt
         book = self._book(usage.turn_id)
-        speculative = usage.speculative or (attempt is not None and attempt.discarded)
-        late = attempt is not None and (attempt.ended or attempt.discarded) or (attempt is None and book.reported)
-        if late:
-            # It landed after its turn was reported (a transcription nobody waited for).
-            target = TurnUsage()
-            _add(target, usage)
-            self.session_total.add(TurnUsage(speculative=target))
+        if attempt in self._reported or (attempt is None and book.reported) or (
+            attempt is not None and attempt.discarded and book.reported
+        ):
+            # It landed after its turn was reported (a transcription nobody waited for): the
+            # session still paid for it.
+            late = TurnUsage()
+            _add(late, usage)
+            self.session_total.add(TurnUsage(speculative=late))
+            speculative = True
         elif attempt is None:
-            _add(book.speculative if usage.speculative else book.heard, usage)
+            speculative = usage.speculative
+            _add(book.speculative if speculative else book.heard, usage)
+        elif attempt.discarded:
+            speculative = True
+            _add(book.speculative, usage)
         else:
+            speculative = usage.speculative
             _add(self._usage.setdefault(attempt, TurnUsage()), usage)
         number = 0 if attempt is None else attempt.number
         key = (usage.turn_id, number, usage.kind, usage.engine.provider, usage.engine.model)
@@ -108,7 +120,7 @@ class MeteringStage(Stage):
         self.push(
             UsageMetric(
                 self.session_id, usage.turn_id, number, usage.kind, usage.engine.provider, usage.engine.model,
-                total, speculative or late,
+                total, speculative,
             )
         )
 
@@ -116,6 +128,7 @@ class MeteringStage(Stage):
         attempt = ended.attempt
         book = self._book(attempt.turn_id)
         book.reported = True
+        self._reported.add(attempt)
         usage = self._usage.pop(attempt, TurnUsage())
         usage.stt_partial_audio_ms += book.heard.stt_partial_audio_ms
         for kind, label in book.heard.providers.items():

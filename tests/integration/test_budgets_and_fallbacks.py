@@ -161,20 +161,7 @@ async def test_a_stalled_engine_gets_an_apology_not_silence(real_engines):
     await session.pipeline.aclose()
 
 
-# TODO(integrator): "goes_silent" needs the pipeline's deadline-driven switching: the chain no
-# longer times attempts out itself; the budget watch sets CallControl.switch (models/base.py) when
-# llm_first_token passes with action "fallback". Once it does, give this case
-# _policy("llm_first_token", 500, BudgetAction.FALLBACK), drop the xfail, and expect "deadline".
-@pytest.mark.parametrize(
-    "broken",
-    [
-        "fails",
-        pytest.param(
-            "goes_silent",
-            marks=pytest.mark.xfail(reason="TODO: needs the budget watch to set CallControl.switch"),
-        ),
-    ],
-)
+@pytest.mark.parametrize("broken", ["fails", "goes_silent"])
 async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, broken):
     first = SlowLLM(real_engines.llm, fail=broken == "fails", stall=broken == "goes_silent")
     failures: list[str] = []
@@ -182,11 +169,18 @@ async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, b
         [first, real_engines.llm],
         on_fallback=lambda kind, failed, nxt, reason: failures.append(reason),
     )
-    session = Session(replace(real_engines, llm=chain), _policy("llm_first_token", 2500, BudgetAction.FILLER))
+    # The stage's deadline is the attempt's: a silent engine is abandoned the moment it passes.
+    session = Session(replace(real_engines, llm=chain), _policy("llm_first_token", 500, BudgetAction.FALLBACK))
     done = await session.ask("What is two plus three?")
     assert done.status == "completed" and done.reply_text
     assert failures == ["error" if broken == "fails" else "deadline"]
-    assert not session.of(BudgetMiss)  # the chain answered within the budget
+    misses = [(m.stage, m.action) for m in session.of(BudgetMiss)]
+    assert misses == ([] if broken == "fails" else [("llm_first_token", "fallback")])
+    assert done.usage.providers["llm"] == f"{real_engines.llm.info.provider}/{real_engines.llm.info.model}"
+    # The failed provider now sits out its cooldown: the next turn goes straight to the second.
+    failures.clear()
+    assert (await session.ask("And four plus four?")).status == "completed"
+    assert failures == []
     await session.pipeline.aclose()
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from models.base import SynthesizedAudio, VoiceSettings
-from pipelines.voice_pipeline import Engines
+from pipelines.pipeline import Engines
 from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ToneTTS
 from voice_server.protocol import protocol_schema
 from voice_server.session import ProtocolSession

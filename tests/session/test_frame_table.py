@@ -49,9 +49,10 @@ SAMPLES = [
 ]
 
 
-def test_every_frame_but_audio_has_one_rule():
+def test_every_frame_but_audio_and_metrics_has_one_rule():
+    # Reply audio goes out as binary; metric events feed /metrics and the ledger, not the client.
     events = set(typing.get_args(frames.PipelineEvent))
-    assert set(outbound.TABLE) == events - {ReplyAudio}
+    assert set(outbound.TABLE) == events - {ReplyAudio, frames.UsageMetric, frames.LatencyMetric}
     assert {type(sample) for sample in SAMPLES} == set(outbound.TABLE)
 
 
