@@ -10,7 +10,15 @@ import numpy as np
 
 from models.base import EngineInfo, SynthesizedAudio
 from pipelines.fillers import CachedSpeech
-from pipelines.frames import BudgetStage, DataFrame, Frame, SystemFrame, TranscriptSource, TurnStatus, UsageKind
+from pipelines.frames import (
+    BudgetStage,
+    DataFrame,
+    Frame,
+    SystemFrame,
+    TranscriptSource,
+    TurnStatus,
+    UsageKind,
+)
 
 if TYPE_CHECKING:
     from pipelines.turn import Attempt, Listening, SpokenPiece

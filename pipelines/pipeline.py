@@ -10,7 +10,6 @@ A transport feeds 16 kHz mono PCM16 and typed input through the methods below an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -20,6 +21,7 @@ from pipelines.processor import Stage
 from pipelines.turn import Attempt, SpokenPiece, Turns
 
 Playable = SpeechAudio | CachedAudio | ReplyDone
+log = logging.getLogger(__name__)
 
 
 class PlayoutStage(Stage):
@@ -65,26 +67,33 @@ class PlayoutStage(Stage):
     async def _pace(self) -> None:
         while True:
             frame = await self._audio.get()
-            attempt = frame.attempt
-            if not attempt.live:
-                continue
-            if isinstance(frame, SpeechAudio):
-                if attempt.gave_up or attempt.failed:
-                    continue
-                if self._announced is not frame.piece:
-                    self._announced = frame.piece
-                    self._announce(attempt, frame.piece.text, frame.audio.sample_rate)
-                await self._send(attempt, frame.piece, frame.audio.pcm16, frame.audio.sample_rate)
-            elif isinstance(frame, CachedAudio):
-                if frame.filler and attempt.audio_started:
-                    continue  # the answer came first
-                self._announce(attempt, frame.speech.text, frame.speech.sample_rate)
-                await self._send(attempt, None, frame.speech.pcm16, frame.speech.sample_rate, yield_to_answer=frame.filler)
-            else:
-                # Stay interruptible until the student has heard the end of the reply.
-                await self._sleep(attempt, attempt.play_end - self._clock())
-                if attempt.live:
-                    self._turns.complete(attempt, frame.status)
+            try:
+                await self._play(frame)
+            except Exception:  # noqa: BLE001 - one bad frame must not silence the session
+                log.exception("playout failed on %s", type(frame).__name__)
+
+    async def _play(self, frame: Playable) -> None:
+        attempt = frame.attempt
+        if not attempt.live:
+            return
+        if isinstance(frame, SpeechAudio):
+            if attempt.gave_up or attempt.failed:
+                return
+            if self._announced is not frame.piece:
+                self._announced = frame.piece
+                self._announce(attempt, frame.piece.text, frame.audio.sample_rate)
+            await self._send(attempt, frame.piece, frame.audio.pcm16, frame.audio.sample_rate)
+        elif isinstance(frame, CachedAudio):
+            if frame.filler and attempt.audio_started:
+                return  # the answer came first
+            speech = frame.speech
+            self._announce(attempt, speech.text, speech.sample_rate)
+            await self._send(attempt, None, speech.pcm16, speech.sample_rate, yield_to_answer=frame.filler)
+        else:
+            # Stay interruptible until the student has heard the end of the reply.
+            await self._sleep(attempt, attempt.play_end - self._clock())
+            if attempt.live:
+                self._turns.complete(attempt, frame.status)
 
     def _announce(self, attempt: Attempt, text: str, sample_rate: int) -> None:
         if not attempt.audio_started:

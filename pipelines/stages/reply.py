@@ -14,7 +14,17 @@ from models.base import EngineError, GenerationRequest, LanguageModel, call_scop
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.agent import TutorAgent
 from pipelines.chunker import SentenceChunker
-from pipelines.control import AttemptEnded, Commit, Mark, Out, PrefillRequest, ReplyDone, Sentence, Transcript, Usage
+from pipelines.control import (
+    AttemptEnded,
+    Commit,
+    Mark,
+    Out,
+    PrefillRequest,
+    ReplyDone,
+    Sentence,
+    Transcript,
+    Usage,
+)
 from pipelines.frames import (
     DataFrame,
     ErrorCode,

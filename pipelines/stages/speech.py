@@ -13,7 +13,17 @@ from dataclasses import replace
 
 from models.base import EngineError, TextToSpeech, VoiceSettings, call_scope
 from models.scheduling import Priority, Urgency, work_scope
-from pipelines.control import CachedAudio, GiveUp, Mark, Out, PlayFiller, ReplyDone, Sentence, SpeechAudio, Usage
+from pipelines.control import (
+    CachedAudio,
+    GiveUp,
+    Mark,
+    Out,
+    PlayFiller,
+    ReplyDone,
+    Sentence,
+    SpeechAudio,
+    Usage,
+)
 from pipelines.fillers import FillerCache
 from pipelines.frames import (
     DataFrame,
