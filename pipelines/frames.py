@@ -80,8 +80,8 @@ class UsageKind(enum.StrEnum):
 
 
 class SafetyCategory(enum.StrEnum):
-    """What the safety layer (`pipelines.safety`) recognised; the first six screen the student's
-    words, the last two only the tutor's."""
+    """What the safety layer (`pipelines.safety`) recognised in the student's words or the tutor's
+    (prompt_leak only ever in the tutor's)."""
 
     SELF_HARM = "self_harm"  # self-harm or distress
     VIOLENCE = "violence"  # violence or weapons
