@@ -1,8 +1,8 @@
 """The reply stage's hooks into the safety layer, one per point of the reply's path:
 
-    transcript -> `screen` (redirect: the persona's line, no model) -> `steer` (guide: a note in the
-    system context) -> model -> `output` (each sentence screened before speech and captions)
-    -> `remembered` (what memory keeps of a redirected turn)
+    transcript -> `admit` (neutralised, screened) -> `screen` (redirect: the persona's line, no
+    model) -> `steer` (guide: a note in the system context) -> model -> `output` (each sentence
+    screened before speech and captions) -> `remembered` (what memory keeps of a redirected turn)
 
 Every decision is recorded on the attempt as a `SafetyFlag` (category and action, never text),
 which the reply stage publishes and the metering stage puts on the turn.
@@ -18,18 +18,25 @@ from pipelines.frames import SafetyAction, SafetyCategory, SafetyDirection, Safe
 from pipelines.personas import Persona
 from pipelines.safety.policy import TABLE, Response
 from pipelines.safety.screen import OutputScreen, screen_input
+from pipelines.safety.text import neutralise
 from pipelines.turn import Attempt
 
 
 class ReplyGuard:
     def __init__(self) -> None:
+        self._categories: weakref.WeakKeyDictionary[Attempt, SafetyCategory] = weakref.WeakKeyDictionary()
         self._verdicts: weakref.WeakKeyDictionary[Attempt, Response] = weakref.WeakKeyDictionary()
 
+    def admit(self, attempt: Attempt, text: str) -> str:
+        """The student's words as they may enter a prompt, screened as they were said (template
+        markers are themselves a sign of an attack, and neutralising removes them)."""
+        if (category := screen_input(text)) is not None:
+            self._categories[attempt] = category
+        return neutralise(text)
+
     def screen(self, attempt: Attempt) -> SafetyFlag | None:
-        """Screen the student's words once per attempt; the flag to publish, if any."""
-        if attempt in self._verdicts or not attempt.user_text:
-            return None
-        category = screen_input(attempt.user_text)
+        """The verdict on the student's words takes effect: the flag to publish, once, if any."""
+        category = self._categories.pop(attempt, None)
         if category is None:
             return None
         response = TABLE[category]

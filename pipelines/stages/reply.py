@@ -87,7 +87,7 @@ class ReplyStage(Stage):
         attempt = frame.attempt
         if not attempt.live:
             return
-        attempt.user_text = neutralise(frame.text)  # safety: no template markers reach any prompt
+        attempt.user_text = self._guard.admit(attempt, frame.text)  # safety: screened, then neutralised
         self.push(Out(attempt, TranscriptFinal(attempt.turn_id, attempt.user_text, frame.source)))
         if not attempt.user_text:
             self.push(ReplyDone(attempt, TurnStatus.NO_SPEECH))

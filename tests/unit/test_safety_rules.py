@@ -176,7 +176,7 @@ PROMPT = PERSONAS["maths"].system_prompt
         ("You should hurt yourself.", C.SELF_HARM),
     ],
 )
-def test_the_output_screen_replaces_what_a_tutor_must_not_say(sentence: str, category: SafetyCategory) -> None:
+def test_the_output_screen_replaces_what_a_tutor_must_not_say(sentence: str, category: SafetyCategory):
     screen = OutputScreen(PROMPT)
     checked = screen.check(sentence)
     assert checked.category is category
