@@ -80,7 +80,9 @@ async def test_each_category_typed_gets_its_declared_action_and_a_text_free_even
     event = {"category": category.value, "action": response.action.value, "direction": "input"}
     assert [{k: f[k] for k in event} for f in flags] == [event]
     assert done["safety"] == [event]
-    assert f'category="{category}",direction="input"' in metrics.render().decode()
+    labels = f'action="{response.action}",category="{category}",direction="input"'
+    counted = f"convergio_safety_flags_total{{{labels}}} 1.0"
+    assert counted in metrics.render().decode().splitlines()
 
     llm: ScriptedLLM = engines.llm  # type: ignore[assignment]
     if response.action is SafetyAction.REDIRECT:
