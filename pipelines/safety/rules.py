@@ -19,11 +19,22 @@ _PEOPLE = (
     r"|my (?:\w+ )?(?:brother|sister|mum|mom|mother|dad|father|parents?|teacher|friend|classmate|family"
     r"|neighbou?r|cousin|grandma|grandpa|dog|cat|pet|bully)s?|the (?:teacher|bully|neighbou?r)s?)"
 )
-_WEAPON = (
-    r"(?:bombs?|explosives?|grenades?|guns?|firearms?|rifles?|pistols?|weapons?|molotovs?|napalm|poisons?"
-    r"|pipe ?bombs?|thermite|dynamite|tnt|nerve gas|mustard gas|ricin|anthrax)"
+# Things made to destroy: instructions for these are never given. (Guns and weapons in general are
+# also history: only the student's own intent to make or get one counts, see _VIOLENCE.)
+_DESTRUCTIVE = (
+    r"(?:bombs?|explosives?|grenades?|molotovs?|napalm|pipe ?bombs?|thermite|dynamite|tnt|nerve gas"
+    r"|mustard gas|ricin|anthrax)"
 )
-_MAKE = r"(?:make|making|build|building|create|creating|cook|assemble|craft|get|buy|get hold of|3d print)"
+_WEAPON = rf"(?:{_DESTRUCTIVE}|guns?|firearms?|rifles?|pistols?|weapons?)"
+# The student's own intent ("how do I", "teach me to", "I want to"): "how did the Romans make
+# weapons" is a history question.
+_I_WANT_TO = (
+    r"(?:(?:how|where) (?:do|can|could|would|should|to) (?:i |we |you |someone |one )?"
+    r"|(?:teach|show|tell) me (?:how )?(?:to )?"
+    r"|i (?:want|need|wanna|am going|'m going|am gonna|'m gonna) to |let'?s |help me (?:to )?)"
+)
+_MAKE = r"(?:make|build|create|cook|assemble|craft|3d print)"
+_GET = r"(?:get|buy|find|get hold of|steal)"
 
 _SELF_HARM = (
     r"\b(?:kill|hurt|harm|cut|stab|shoot|starve|poison) (?:my ?self|myself)\b",
@@ -43,16 +54,21 @@ _SELF_HARM = (
 )
 
 _VIOLENCE = (
-    rf"\b{_MAKE}\b.{{0,30}}\b{_WEAPON}\b",
-    rf"\b{_MAKE}\b.{{0,30}}\b(?:explodes?|blows? up|goes boom|go boom)\b",
+    rf"\b{_I_WANT_TO}{_MAKE}\b.{{0,30}}\b{_WEAPON}\b",
+    rf"\b{_I_WANT_TO}{_GET} (?:a |an |some |my own )?{_WEAPON}\b",
+    rf"\b{_I_WANT_TO}{_MAKE} (?:something|a thing|stuff|things|it) (?:that |which )?"
+    rf"(?:explodes?|blows? up|goes boom|go boom)\b",
+    rf"\b(?:instructions|recipe|steps) (?:for|to) (?:making |building )?(?:a |an )?{_DESTRUCTIVE}\b",
     rf"\bhow (?:do|can|could|would|should|to) (?:i |you |we |someone |one )?"
     rf"(?:kill|murder|stab|shoot|strangle|poison|hurt|beat up|attack|torture) {_PEOPLE}\b",
     rf"\b(?:i(?:'m| am)? (?:going|gonna|want) to|i'?ll|let'?s) "
     rf"(?:kill|murder|stab|shoot|hurt|beat up) {_PEOPLE}\b",
-    r"\b(?:violent|gory|bloody|brutal|gruesome)\b.{0,40}\b(?:story|stories|tale|movie|game)\b",
-    r"\b(?:story|stories|tale)\b.{0,50}\b(?:blood|gore|gory|killing|murders?|torture|guts)\b",
-    r"\blots of (?:blood|gore)\b",
-    r"\b(?:school|mass) shooting\b|\bshoot up (?:the|my|a) school\b",
+    # Asking for violence as entertainment, not history: "tell me a gory story", "with lots of blood".
+    r"\b(?:tell|write|give|read|make) (?:me |us )?(?:a|an|some)\b.{0,30}"
+    r"\b(?:violent|gory|bloody|brutal|gruesome)\b.{0,20}\b(?:story|stories|tale|poem)\b",
+    r"\b(?:story|stories|tale|poem)\b.{0,40}\b(?:lots|loads|full|tons) of (?:blood|gore|killing|guts)",
+    r"\b(?:lots|loads|tons) of (?:blood|gore|guts)\b",
+    r"\bshoot up (?:the|my|a) school\b",
     r"\b(?:bring|take) a (?:gun|knife|weapon) to school\b",
 )
 
@@ -61,7 +77,8 @@ _SEXUAL = (
     r"\bnudes?\b",
     r"\bnaked (?:pic|pics|picture|pictures|photos?|selfies?|people|girls?|boys?|women|men)\b",
     r"\bsexy\b|\bhorny\b|\berotic\w*|\bhentai\b|\bonlyfans\b|\bmasturbat\w*|\bblow ?jobs?\b",
-    r"\bsex\b(?! (?:cells?|chromosomes?|organs?|determination|ratio|linked|education|ed\b))",
+    r"\bsex\b(?! (?:cells?|chromosomes?|organs?|determination|ratio|linked|education|ed\b"
+    r"|of (?:a|an|the)\b))",
     r"\b(?:have|having|had) sex\b|\bmake out with\b|\bsleep with me\b",
     r"\b(?:send|show) (?:me )?(?:a )?(?:pics?|pictures?|photos?) of (?:you|your body)\b",
     r"\b(?:boobs|tits|dick pic)\b",
@@ -77,7 +94,7 @@ _CONTACT = (
     r"\b(?:phone|mobile|cell|telephone)(?: number)?(?: is|:)\s*[\d\s()+-]{6,}",
     r"\bcall me (?:at|on) \d",
     r"\b(?:my|our|his|her|their) (?:home |house |real )?address(?: is|:)",
-    r"\b(?:i|we) live at\b",
+    r"\b(?:i|we) live at (?:number )?\d",
     r"\b\d{1,5} [a-z]+(?: [a-z]+)? (?:street|road|avenue|lane|drive|close|crescent|boulevard|terrace)\b",
 )
 
@@ -102,26 +119,32 @@ _CHEATING = (
     r" )?answers\b",
     r"\banswers? (?:to|for|of) (?:the|my|our|this|tomorrow'?s|today'?s|next week'?s) (?:\w+ )?"
     r"(?:test|exam|quiz|homework|worksheet|assignment)\b",
+    r"\b(?:can|could|will|would) you (?:please )?(?:just )?(?:do|write|finish|complete|solve) "
+    r"(?:all )?(?:of )?"
+    r"my (?:\w+ )?(?:homework|essay|assignment|test|exam|worksheet|project|coursework)\b",
     r"\b(?:do|write|finish|complete|solve) (?:all )?(?:of )?my (?:\w+ )?"
-    r"(?:homework|essay|assignment|test|exam|worksheet|project|coursework)(?: for me)?\b",
+    r"(?:homework|essay|assignment|test|exam|worksheet|project|coursework) for me\b",
     r"\bjust (?:tell|give|say) (?:me )?(?:the )?answers?\b",
     r"\banswer key\b|\bhelp me cheat\b|\bcheat(?:ing)? (?:on|in) (?:a|the|my) (?:test|exam|quiz)\b",
-    r"\bso i can copy\b",
+    r"\bso i can copy (?:it|them|the answers?) (?:in|into|onto|for) my\b",
 )
 
 _ROLE_CHANGE = (
     r"\b(?:ignore|disregard|forget|override|skip|bypass)\b.{0,20}\b(?:previous|prior|above|earlier|preceding"
-    r"|former|all|your|the|those|these|system)\b.{0,15}\b(?:instructions?|prompts?|rules|messages?|directions"
+    r"|former|all|your|any|system)\b.{0,15}\b(?:instructions?|prompts?|rules|messages?|directions"
     r"|programming|guidelines|orders)\b",
-    r"\byou are now\b|\byou're now\b|\bfrom now on,? you(?: are|'re| will| must| should)\b",
-    r"\b(?:pretend|imagine) (?:to be|you are|you're|that you are)\b|\bact as (?:a|an|my)\b",
-    r"\brole ?-?play(?:ing)? as\b|\byou(?: are|'re) no longer\b|\bstop being (?:a|my) tutor\b",
-    r"\b(?:new|different) (?:role|persona|personality|instructions)\b",
+    r"\byou(?: are|'re) now (?:a|an|called|named|free|unfiltered|evil|in \w+ mode|dan)\b",
+    r"\bfrom now on,? you(?: are|'re| will| must| should)\b|\byou(?: are|'re) no longer\b",
+    # Play-acting a Roman soldier is good history; play-acting away the tutor's rules is not.
+    r"\b(?:pretend|imagine|act (?:like|as if)|role ?-?play)\b.{0,30}"
+    r"\b(?:no (?:rules|limits|filters|restrictions)"
+    r"|not (?:a|my) tutor|(?:my|a) (?:girlfriend|boyfriend)|evil|unfiltered)\b",
+    r"\bstop being (?:a|my) tutor\b|\byour (?:new|real|true) (?:role|persona|personality|instructions)\b",
     r"\bdeveloper mode\b|\bjailbreak\w*|\bdo anything now\b|\bunfiltered mode\b",
     r"\b(?:system|initial|original|hidden|secret|first|starting) (?:prompt|instructions?|message)\b",
     r"\byour (?:instructions|prompt|rules|programming|guidelines|configuration)\b",
     r"\b(?:repeat|print|reveal|show|recite|output|say|read|write|copy)\b.{0,40}"
-    r"\b(?:above (?:this|the)|everything above|all above|before this line|word for word|verbatim)\b",
+    r"\b(?:above (?:this|the)|everything above|all (?:of )?the (?:text|words) above|before this line)\b",
     r"\bwhat (?:were|are) you (?:told|instructed|programmed)\b",
 )
 
@@ -176,7 +199,9 @@ INPUT_RULES: dict[SafetyCategory, tuple[re.Pattern[str], ...]] = {
 OUTPUT_RULES: dict[SafetyCategory, tuple[re.Pattern[str], ...]] = {
     SafetyCategory.SELF_HARM: _compile(_OUTPUT_HARM[:2]),
     SafetyCategory.SEXUAL: INPUT_RULES[SafetyCategory.SEXUAL],
-    SafetyCategory.VIOLENCE: INPUT_RULES[SafetyCategory.VIOLENCE],
+    SafetyCategory.VIOLENCE: _compile(
+        (*_VIOLENCE, rf"\b(?:make|build|assemble|mix)\b (?:a |an |your own |homemade |some )?{_DESTRUCTIVE}")
+    ),
     SafetyCategory.PERSONAL_DATA: _compile((*_CONTACT, _OUTPUT_HARM[2])),
     SafetyCategory.FALSE_ACTION: _compile(_FALSE_ACTION),
 }
