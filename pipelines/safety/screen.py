@@ -48,6 +48,7 @@ class OutputScreen:
     spoken: list[str] = field(default_factory=list)  # what passed, and the safe line
     _prompt_ngrams: set[tuple[str, ...]] = field(default_factory=set)
     _tail: list[str] = field(default_factory=list)
+    _previous: str = ""
 
     def __post_init__(self) -> None:
         self._prompt_ngrams = ngrams(words(self.system_prompt))
@@ -64,12 +65,13 @@ class OutputScreen:
 
     def _category(self, sentence: str) -> SafetyCategory | None:
         tokens = words(sentence)
-        # The end of the previous sentence counts too: a leak split across the first short piece
-        # and the next one is still a leak.
+        # The previous piece counts too: the first piece is cut short for speed, so "Sure, I have"
+        # and "sent the email." arrive apart, as may a leak.
         if self._prompt_ngrams and ngrams(self._tail + tokens) & self._prompt_ngrams:
             return SafetyCategory.PROMPT_LEAK
         self._tail = (self._tail + tokens)[-(LEAK_NGRAM - 1) :]
-        return first_match(fold(sentence), OUTPUT_RULES)
+        joined, self._previous = f"{self._previous} {sentence}", sentence
+        return first_match(fold(joined), OUTPUT_RULES)
 
     @property
     def text(self) -> str:

@@ -228,3 +228,9 @@ def test_a_leak_split_across_two_pieces_is_still_a_leak() -> None:
     screen = OutputScreen(PROMPT)
     assert screen.check("You are Max, a friendly").category is None  # five words: not yet a leak
     assert screen.check("maths tutor who helps.").category is C.PROMPT_LEAK
+
+
+def test_a_claim_split_across_two_pieces_is_still_caught() -> None:
+    screen = OutputScreen(PROMPT)
+    assert screen.check("Sure, I have").category is None
+    assert screen.check("sent the email to your teacher.").category is C.FALSE_ACTION
