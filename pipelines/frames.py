@@ -79,6 +79,31 @@ class UsageKind(enum.StrEnum):
     TTS_AUDIO_MS = "tts_audio_ms"
 
 
+class SafetyCategory(enum.StrEnum):
+    """What the safety layer (`pipelines.safety`) recognised in the student's words or the tutor's
+    (prompt_leak only ever in the tutor's)."""
+
+    SELF_HARM = "self_harm"  # self-harm or distress
+    VIOLENCE = "violence"  # violence or weapons
+    SEXUAL = "sexual"
+    PERSONAL_DATA = "personal_data"
+    CHEATING = "cheating"
+    ROLE_CHANGE = "role_change"  # attempts to change the tutor's role or read its instructions
+    PROMPT_LEAK = "prompt_leak"
+    FALSE_ACTION = "false_action"  # a claim of an action the tutor cannot take
+
+
+class SafetyAction(enum.StrEnum):
+    REDIRECT = "redirect"  # the persona's declared line is spoken; the model is not asked
+    GUIDE = "guide"  # the model is asked with a steering note in its system context
+    REPLACE = "replace"  # a sentence of the reply was replaced by a safe line before anyone saw it
+
+
+class SafetyDirection(enum.StrEnum):
+    INPUT = "input"
+    OUTPUT = "output"
+
+
 class ErrorCode(enum.StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_MESSAGE = "invalid_message"
@@ -243,6 +268,16 @@ class BudgetMiss(SystemFrame):
 
 
 @dataclass(frozen=True, slots=True)
+class SafetyFlag(DataFrame):
+    """A safety event for the teacher and /metrics: category and action, never the text."""
+
+    turn_id: str
+    category: SafetyCategory
+    action: SafetyAction
+    direction: SafetyDirection
+
+
+@dataclass(frozen=True, slots=True)
 class TurnDone(DataFrame):
     turn_id: str
     status: TurnStatus
@@ -251,6 +286,7 @@ class TurnDone(DataFrame):
     latency_ms: dict[str, int]
     usage: TurnUsage
     budget_misses: tuple[BudgetMiss, ...] = ()
+    safety: tuple[SafetyFlag, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +338,7 @@ OUTPUT_EVENTS: tuple[type[Frame], ...] = (
     ReplyAudioDone,
     Interrupted,
     BudgetMiss,
+    SafetyFlag,
     TurnDone,
     PipelineError,
     UsageMetric,
@@ -320,6 +357,7 @@ PipelineEvent = (
     | ReplyAudioDone
     | Interrupted
     | BudgetMiss
+    | SafetyFlag
     | TurnDone
     | PipelineError
     | UsageMetric

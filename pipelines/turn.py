@@ -23,6 +23,7 @@ from pipelines.frames import (
     Interrupted,
     InterruptReason,
     ReplyAudioDone,
+    SafetyFlag,
     TurnStatus,
 )
 
@@ -79,6 +80,7 @@ class Attempt:
     answer_ready: bool = False  # the answer's first audio exists: a filler gives way
     shorten: bool = False
     interrupt_reason: InterruptReason | None = None
+    safety: list[SafetyFlag] = field(default_factory=list)  # what the safety layer did (no text)
     # How urgent its engine work is (models.scheduling): speculative until committed, then urgent
     # until its first audio; the rest of the reply runs behind other students' first words.
     priority: Priority = field(default_factory=lambda: Priority(Urgency.SPECULATIVE))

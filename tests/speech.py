@@ -32,7 +32,8 @@ def speech_dir(tmp_root: Path) -> Path:
     return synthesise(tmp_root / "synthetic-speech")
 
 
-def synthesise(folder: Path) -> Path:
+def synthesise(folder: Path, sentences: dict[str, str] | None = None) -> Path:
+    """Piper speaks `sentences` (file name -> text; default the fallback set) into 16 kHz WAVs."""
     import numpy as np
     import soxr
 
@@ -41,7 +42,7 @@ def synthesise(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     voice = PiperTTS()._voice  # noqa: SLF001 - test-time synthesis only
     manifest = []
-    for name, text in SYNTHETIC_SENTENCES.items():
+    for name, text in (sentences or SYNTHETIC_SENTENCES).items():
         audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
         audio16 = soxr.resample(audio, voice.config.sample_rate, 16_000)
         pcm = (np.clip(audio16, -1, 1) * 32767).astype("<i2")

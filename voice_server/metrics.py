@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from models.base import EngineInfo
 from models.scheduling import CPU
-from pipelines.frames import BudgetMiss, LatencyMetric, PipelineError, PipelineEvent, TurnDone
+from pipelines.frames import BudgetMiss, LatencyMetric, PipelineError, PipelineEvent, SafetyFlag, TurnDone
 
 _BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 3.0, 5.0, 10.0)
 
@@ -46,6 +46,10 @@ class VoiceMetrics:
         self.budget_misses = Counter(
             "convergio_budget_misses_total", "Stages that overran their budget, by action taken",
             ["stage", "action"], registry=r,
+        )
+        self.safety_flags = Counter(
+            "convergio_safety_flags_total", "Safety events by category, action and direction (input, output)",
+            ["category", "action", "direction"], registry=r,
         )
         self.turns = Counter("convergio_turns_total", "Finished turns by status", ["status"], registry=r)
         self.active_sessions = Gauge("convergio_active_sessions", "Open voice sessions", registry=r)
@@ -99,6 +103,8 @@ class VoiceMetrics:
             self.turns.labels(event.status).inc()
         elif isinstance(event, BudgetMiss):
             self.budget_misses.labels(event.stage, event.action).inc()
+        elif isinstance(event, SafetyFlag):
+            self.safety_flags.labels(event.category, event.action, event.direction).inc()
         elif isinstance(event, PipelineError) and event.code.startswith("engine_"):
             self.engine_errors.labels(event.code).inc()
 

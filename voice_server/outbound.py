@@ -20,6 +20,7 @@ from pipelines.frames import (
     ReplyAudioStarted,
     ReplySentence,
     ReplyTextDelta,
+    SafetyFlag,
     SpeechStarted,
     SpeechStopped,
     TranscriptFinal,
@@ -54,6 +55,7 @@ def _turn_done(frame: TurnDone, _: Context) -> dict[str, Any]:
         "latency": frame.latency_ms,
         "usage": dataclasses.asdict(frame.usage),
         "budget_misses": [_same_named(miss, protocol.BudgetMissMsg) for miss in frame.budget_misses],
+        "safety": [_same_named(flag, protocol.SafetyEventMsg) for flag in frame.safety],
     }
 
 
@@ -68,6 +70,7 @@ TABLE: dict[type, Rule] = {
     ReplyAudioDone: Rule(protocol.ReplyAudioDoneMsg),
     Interrupted: Rule(protocol.ReplyInterruptedMsg),
     BudgetMiss: Rule(protocol.BudgetExceededMsg),
+    SafetyFlag: Rule(protocol.SafetyFlagMsg),
     TurnDone: Rule(protocol.TurnDoneMsg, _turn_done),
     PipelineError: Rule(protocol.ErrorMsg),
 }

@@ -13,7 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from pipelines.audio import SUPPORTED_INPUT_RATES
 from pipelines.config import EndOfTurnMs
-from pipelines.frames import BudgetAction, BudgetStage, ErrorCode, InterruptReason, TranscriptSource, TurnStatus
+from pipelines.frames import (
+    BudgetAction,
+    BudgetStage,
+    ErrorCode,
+    InterruptReason,
+    SafetyAction,
+    SafetyCategory,
+    SafetyDirection,
+    TranscriptSource,
+    TurnStatus,
+)
 
 PROTOCOL_VERSION = 1
 OUTPUT_SAMPLE_RATES = (16_000, 22_050, 24_000, 44_100, 48_000)
@@ -263,6 +273,25 @@ class BudgetExceededMsg(_Message):
     action: BudgetAction
 
 
+class SafetyEventMsg(_Message):
+    category: SafetyCategory
+    action: SafetyAction
+    direction: SafetyDirection
+
+
+class SafetyFlagMsg(_Message):
+    """The safety layer acted on this turn: `input` screened the student's words (`redirect`: the
+    tutor answered with its declared line without asking the model; `guide`: the model was
+    steered), `output` replaced a sentence of the reply before it was spoken or shown. Carries no
+    text of the student's or the model's."""
+
+    type: Literal["safety.flag"] = "safety.flag"
+    turn_id: str
+    category: SafetyCategory
+    action: SafetyAction
+    direction: SafetyDirection
+
+
 class TurnDoneMsg(_Message):
     type: Literal["turn.done"] = "turn.done"
     turn_id: str
@@ -272,6 +301,7 @@ class TurnDoneMsg(_Message):
     latency: Latency
     usage: Usage
     budget_misses: list[BudgetMissMsg]
+    safety: list[SafetyEventMsg] = Field(default_factory=list, description="Safety events of this turn")
 
 
 class SessionEndedMsg(_Message):
@@ -302,6 +332,7 @@ ServerMessage = Annotated[
     | ReplyAudioDoneMsg
     | ReplyInterruptedMsg
     | BudgetExceededMsg
+    | SafetyFlagMsg
     | TurnDoneMsg
     | SessionEndedMsg
     | ErrorMsg,

@@ -141,7 +141,10 @@ class MeteringStage(Stage):
             self.push(LatencyMetric(self.session_id, attempt.turn_id, stage.removesuffix("_ms"), ms))
         misses = tuple(self._misses.pop(attempt.turn_id, ()))
         self._marks.pop(attempt, None)
-        done = TurnDone(attempt.turn_id, ended.status, attempt.user_text, ended.heard, latency, usage, misses)
+        done = TurnDone(
+            attempt.turn_id, ended.status, attempt.user_text, ended.heard, latency, usage, misses,
+            tuple(attempt.safety),
+        )
         self.push(Out(attempt, done))
 
     def latency(self, attempt: Attempt) -> dict[str, int]:

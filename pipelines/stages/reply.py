@@ -1,6 +1,10 @@
 """Reply: the agent answers a transcript. Builds the prompt from the persona and what the student
 heard before, streams the language model, and cuts its text into speakable pieces (the first one
 short, so speech starts early). Also answers "repeat that" and reads prefill requests.
+
+The safety layer (`pipelines.safety`) is called at marked points: the student's words are
+neutralised and screened before the model (a redirect is answered with the persona's line and the
+model is never asked), and each piece is screened before it becomes a `Sentence` or a caption.
 """
 
 from __future__ import annotations
@@ -31,12 +35,16 @@ from pipelines.frames import (
     PipelineError,
     RepeatLast,
     ReplyTextDelta,
+    SafetyAction,
+    SafetyDirection,
     SystemFrame,
     TranscriptFinal,
     TurnStatus,
     UsageKind,
 )
 from pipelines.processor import Stage
+from pipelines.safety import neutralise
+from pipelines.safety.guard import ReplyGuard, record
 from pipelines.turn import Attempt, Turns
 
 log = logging.getLogger(__name__)
@@ -62,6 +70,7 @@ class ReplyStage(Stage):
         # Off: a transcript found in a pause waits for the end of the turn before it is answered.
         self._speculative = speculative
         self._waiting: dict[Attempt, Transcript] = {}
+        self._guard = ReplyGuard()
 
     def last_answer(self) -> str:
         return next((e.assistant for e in reversed(self.agent.history) if e.assistant), "")
@@ -72,7 +81,7 @@ class ReplyStage(Stage):
         elif isinstance(frame, AttemptEnded):
             self._waiting.pop(frame.attempt, None)
             if frame.attempt.user_text:
-                self.agent.remember(frame.attempt.user_text, frame.heard)
+                self.agent.remember(self._guard.remembered(frame.attempt), frame.heard)
 
     async def process(self, frame: DataFrame) -> None:
         if isinstance(frame, Transcript):
@@ -88,7 +97,7 @@ class ReplyStage(Stage):
         attempt = frame.attempt
         if not attempt.live:
             return
-        attempt.user_text = frame.text.strip()
+        attempt.user_text = self._guard.admit(attempt, frame.text)  # safety: screened, then neutralised
         self.push(Out(attempt, TranscriptFinal(attempt.turn_id, attempt.user_text, frame.source)))
         if not attempt.user_text:
             self.push(ReplyDone(attempt, TurnStatus.NO_SPEECH))
@@ -99,7 +108,25 @@ class ReplyStage(Stage):
 
     def _begin(self, attempt: Attempt) -> None:
         attempt.reply_started = True
+        # safety: screen the student's words; a redirect is spoken without asking the model.
+        if (flag := self._guard.screen(attempt)) is not None:
+            self.push(Out(attempt, flag))
+        if (line := self._guard.redirect(attempt, self.agent.persona)) is not None:
+            self._say(attempt, line)
+            return
         attempt.track(asyncio.get_running_loop().create_task(self._think(attempt)))
+
+    def _say(self, attempt: Attempt, text: str) -> None:
+        """Speak a declared line as the reply, without the model (marks as if it answered at once)."""
+        now = self._clock()
+        for mark in ("llm_first_token", "first_sentence"):
+            self.push(Mark(attempt, mark, now))
+        attempt.generated = text
+        chunker = SentenceChunker()
+        for piece in [*chunker.push(text + " "), *chunker.flush()]:
+            self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece + " ")))
+            self.push(Sentence(attempt, piece))
+        self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
 
     def _repeat(self, frame: RepeatLast) -> None:
         attempt = self._turns.new_attempt(turn_id=frame.turn_id, replay=frame.text)
@@ -117,7 +144,7 @@ class ReplyStage(Stage):
     async def _think(self, attempt: Attempt) -> None:
         persona = self.agent.persona
         request = GenerationRequest(
-            messages=self.agent.messages_for(attempt.user_text),
+            messages=self._guard.steer(attempt, self.agent.messages_for(attempt.user_text)),  # safety
             max_tokens=persona.max_reply_tokens,
             cancel=attempt.cancel,
         )
@@ -126,12 +153,21 @@ class ReplyStage(Stage):
         emitted, limit = 0, None
         first_token = True
         attempt.llm_priority = priority = Priority(attempt.priority.urgency, attempt.priority.since)
+        screen = self._guard.output(request.messages)  # safety: every piece passes it first
 
         def queue(piece: str) -> None:
             nonlocal emitted
+            checked = screen.check(piece)
+            if checked.category is not None:  # blocked: the safe line is said instead, and the reply ends
+                flag = record(attempt, checked.category, SafetyAction.REPLACE, SafetyDirection.OUTPUT)
+                self.push(Out(attempt, flag))
+                attempt.generated = screen.text
+            piece = checked.text
             if emitted == 0:
                 self.push(Mark(attempt, "first_sentence", self._clock()))
             emitted += 1
+            # Captions carry only screened text: the model's raw deltas never leave this stage.
+            self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece + " ")))
             self.push(Sentence(attempt, piece))
             # The first piece is what the student waits for; the rest can queue behind other
             # students' first pieces (it is needed only once this one has been spoken).
@@ -145,20 +181,21 @@ class ReplyStage(Stage):
                             first_token = False
                             self.push(Mark(attempt, "llm_first_token", self._clock()))
                         attempt.generated += delta
-                        self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, delta)))
                         ready = chunker.push(delta)
                         if attempt.shorten and limit is None:
                             # Budget action "shorten": speak what there is now and end after one more.
                             ready += [] if ready else chunker.flush()
                             limit = emitted + len(ready) + 1
                         for piece in ready:
-                            queue(piece)
-                        if limit is not None and emitted >= limit:
+                            if screen.blocked is None:
+                                queue(piece)
+                        if screen.blocked is not None or (limit is not None and emitted >= limit):
                             request.cancel.set()
                             break
                     else:
                         for piece in chunker.flush():
-                            queue(piece)
+                            if screen.blocked is None:
+                                queue(piece)
         except EngineError as exc:
             log.error("turn %s failed in the language model: %s", attempt.turn_id, exc)
             self.push(Out(attempt, PipelineError(ErrorCode.ENGINE_ERROR, "The tutor could not answer this turn.", attempt.turn_id)))
@@ -179,7 +216,7 @@ class ReplyStage(Stage):
             # Only on an idle model: a prefill step cannot be interrupted, and under load it would
             # hold the core other students' replies need.
             if not self._llm.busy:
-                tokens = await self._llm.prefill(self.agent.messages_for(request.text))
+                tokens = await self._llm.prefill(self.agent.messages_for(neutralise(request.text)))
                 usage = Usage(request.listening.id, None, UsageKind.LLM_PROMPT_TOKENS, tokens, self._llm.info, speculative=True)
                 self.push(usage)
         except EngineError as exc:

@@ -15,6 +15,7 @@ from pipelines.frames import (
     ReplyAudioStarted,
     ReplySentence,
     ReplyTextDelta,
+    SafetyFlag,
     SpeechStarted,
     SpeechStopped,
     TranscriptFinal,
@@ -38,12 +39,14 @@ SAMPLES = [
     ReplyAudioDone("turn-1", 480),
     Interrupted("turn-1", "barge_in", "Four"),
     BudgetMiss("turn-1", "voice_to_voice", 1500, 1620, "filler"),
+    SafetyFlag("turn-1", "cheating", "guide", "input"),
     TurnDone(
         "turn-1", "completed", "what is two plus two", "Four.",
         {"stt_ms": 120, "voice_to_voice_ms": 800},
         TurnUsage(stt_audio_ms=900, tts_chars=5, providers={"llm": "fake/scripted"},
                   speculative=TurnUsage(stt_audio_ms=300)),
         (BudgetMiss("turn-1", "stt", 100, 120, "none"),),
+        (SafetyFlag("turn-1", "cheating", "guide", "input"),),
     ),
     PipelineError("engine_timeout", "The tutor took too long (llm_first_token).", "turn-1"),
 ]
@@ -66,10 +69,11 @@ def test_every_rule_gives_a_message_of_the_published_schema():
 def test_derived_fields():
     started = outbound.to_message(ReplyAudioStarted("turn-1", 22_050), CONTEXT)
     assert started.model_dump()["format"]["sample_rate"] == 24_000  # the session's rate, not the engine's
-    done = outbound.to_message(SAMPLES[10], CONTEXT).model_dump()
+    done = outbound.to_message(next(s for s in SAMPLES if isinstance(s, TurnDone)), CONTEXT).model_dump()
     assert done["latency"]["voice_to_voice_ms"] == 800 and done["latency"]["endpointing_ms"] is None
     assert done["usage"]["speculative"]["stt_audio_ms"] == 300
     assert done["budget_misses"] == [{"stage": "stt", "budget_ms": 100, "elapsed_ms": 120, "action": "none"}]
+    assert done["safety"] == [{"category": "cheating", "action": "guide", "direction": "input"}]
 
 
 def test_audio_is_not_a_message():
