@@ -8,6 +8,7 @@ reply is what the student heard, in the spoken style it was heard in.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,9 @@ class TutorAgent:
     # The language model's tokenizer where the caller has one; the estimate otherwise.
     count_tokens: Callable[[str], int] = estimate_tokens
     history: list[Exchange] = field(default_factory=list)
+    # Replies heard lately, kept past forgetting: a reply must not repeat one even once the
+    # exchange it came from has left the prompt.
+    recent_replies: deque[str] = field(default_factory=lambda: deque(maxlen=12))
     _reengaged: int = 0
 
     def messages_for(self, user_text: str) -> list[ChatMessage]:
@@ -55,6 +59,8 @@ class TutorAgent:
         # A single message longer than half the budget keeps only its end (the question is usually last).
         keep = self.max_history_tokens * 2
         self.history.append(Exchange(user_text[-keep:], heard_reply.strip()))
+        if heard_reply.strip():
+            self.recent_replies.append(heard_reply.strip())
         if self.history_tokens() > self.max_history_tokens or len(self.history) > self.max_exchanges:
             # Forget in one big step, not one exchange per turn: a window that slides every turn
             # changes the prompt's start each time, and the LLM must then re-read all of it
@@ -68,7 +74,7 @@ class TutorAgent:
 
     def earlier_replies(self) -> list[str]:
         """The replies the student heard, oldest first: a new reply must not repeat one."""
-        return [e.assistant for e in self.history if e.assistant]
+        return list(self.recent_replies)
 
     def re_engage(self, earlier: list[str]) -> str:
         """A short question that brings the student back in, when the model could only repeat

@@ -112,10 +112,12 @@ def near_duplicate(reply: str, earlier: str, *, threshold: float = 0.5) -> bool:
     return jaccard(word_ngrams(reply), word_ngrams(earlier)) > threshold
 
 
-def repeats_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4, share: float = 0.6) -> bool:
+def repeats_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4, share: float = 0.5) -> bool:
     """A reply still being written already repeats an earlier one: most of its 3-grams (at least
     `min_ngrams` of them, so a short stock opener like "Good question!" is not judged) appear in
-    one earlier reply. Containment, not Jaccard: the partial reply is shorter than the earlier."""
+    one earlier reply. Containment, not Jaccard: the partial reply is shorter than the earlier.
+    Checked on the whole reply too, it catches every pair `near_duplicate` would (a Jaccard above
+    one half implies more than half of either side's 3-grams are shared)."""
     grams = word_ngrams(partial)
     if len(grams) < min_ngrams:
         return False
