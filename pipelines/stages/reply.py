@@ -166,9 +166,9 @@ class ReplyStage(Stage):
                     )
                     requests.append(request)
                     outcome = await self._compose(
-                        attempt, request, earlier, queue, max_sentences=persona.max_sentences
+                        attempt, request, earlier, queue, max_sentences=persona.max_sentences, first_draw=not draw
                     )
-                    if outcome is not _Outcome.REPEATED:
+                    if outcome is not _Outcome.REPEATED or not attempt.live:
                         break
                     if emitted:  # part of it was already spoken: no redraw, just bring the student back in
                         queue(self.agent.re_engage(earlier))
@@ -201,6 +201,7 @@ class ReplyStage(Stage):
         queue: Callable[[str], None],
         *,
         max_sentences: int,
+        first_draw: bool,
     ) -> _Outcome:
         """Stream one draw of the reply into spoken pieces and queue them, unless it repeats an
         earlier reply: nothing of a repeating draw is queued while it can still be redrawn."""
@@ -208,6 +209,7 @@ class ReplyStage(Stage):
         chunker = SentenceChunker()
         spoken: list[str] = []
         limit = None
+        first_token = first_draw
 
         def accept(pieces: list[str]) -> _Outcome | None:
             nonlocal limit
@@ -227,7 +229,9 @@ class ReplyStage(Stage):
 
         async with contextlib.aclosing(self._llm.stream(request)) as stream:
             async for delta in stream:
-                self.push(Mark(attempt, "llm_first_token", self._clock()))  # the first one counts
+                if first_token:
+                    first_token = False
+                    self.push(Mark(attempt, "llm_first_token", self._clock()))
                 ready = chunker.push(style.push(delta))
                 if attempt.shorten and limit is None:
                     # Budget action "shorten": speak what there is now and end after one more.
