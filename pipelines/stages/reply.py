@@ -165,8 +165,9 @@ class ReplyStage(Stage):
                         cancel=attempt.cancel,
                     )
                     requests.append(request)
+                    sentences = persona.max_sentences
                     outcome = await self._compose(
-                        attempt, request, earlier, queue, max_sentences=persona.max_sentences, first_draw=not draw
+                        attempt, request, earlier, queue, max_sentences=sentences, first_draw=draw == 0
                     )
                     if outcome is not _Outcome.REPEATED or not attempt.live:
                         break
