@@ -151,6 +151,9 @@ class GenerationRequest:
     cancel: threading.Event = field(default_factory=threading.Event)
     # Filled in by the adapter as generation runs, so a cancelled stream is still metered exactly.
     usage: TokenUsage = field(default_factory=TokenUsage)
+    # Fixes the sampler's randomness for this request (engines that cannot, ignore it): a turn is
+    # then reproducible, and a retry with another seed really is another draw.
+    seed: int | None = None
 
 
 class LanguageModel(abc.ABC):

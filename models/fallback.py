@@ -282,7 +282,9 @@ class FallbackLLM(_ChainEngine, LanguageModel):
 
         def open_stream(engine: LanguageModel) -> AsyncIterator[str]:
             cancel = _LinkedCancel(request.cancel)
-            attempt = GenerationRequest(request.messages, request.max_tokens, request.temperature, cancel)
+            attempt = GenerationRequest(
+                request.messages, request.max_tokens, request.temperature, cancel, seed=request.seed
+            )
             attempts.append(attempt)
             return engine.stream(attempt)
 

@@ -184,8 +184,20 @@ class LlamaCppLLM(LanguageModel):
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         generated = 0
         self._use_granted_threads(llama)
+        if request.seed is not None:
+            llama.set_seed(request.seed)
+        # Penalties against the loops small models fall into (the same sentence again, the last
+        # reply copied): llama.cpp applies them over the last 64 tokens, prompt included.
         for token in llama.generate(
-            tokens, temp=request.temperature, top_p=0.9, top_k=40, repeat_penalty=1.1, reset=True
+            tokens,
+            temp=request.temperature,
+            top_p=0.9,
+            top_k=40,
+            min_p=0.05,
+            repeat_penalty=1.15,
+            frequency_penalty=0.2,
+            presence_penalty=0.1,
+            reset=True,
         ):
             if token in end_tokens or generated >= request.max_tokens or request.cancel.is_set():
                 break

@@ -147,6 +147,14 @@ _SPECS = (
         "echo: says back the student's words (tests, demos; no model)",
         "",
     ),
+    EngineSpec(
+        "tts",
+        "silence",
+        "models.silence_tts:SilenceTTS",
+        "models.silence_tts:SilenceOptions",
+        "silence: speaks nothing, instantly (evaluations and tests of the text; no model)",
+        "",
+    ),
 )
 
 ENGINES: dict[str, dict[str, EngineSpec]] = {}

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
+import re
+import zlib
 from collections.abc import Callable
 
 from models.base import EngineError, GenerationRequest, LanguageModel, call_scope
@@ -45,9 +48,33 @@ from pipelines.frames import (
 from pipelines.processor import Stage
 from pipelines.safety import neutralise
 from pipelines.safety.guard import ReplyGuard, record
+from pipelines.spoken import SpokenStyle, repeats_earlier
 from pipelines.turn import Attempt, Turns
 
 log = logging.getLogger(__name__)
+
+# A reply that repeats an earlier one is drawn again this many times, then replaced by a short
+# question that brings the student back in.
+REDRAWS = 1
+BASE_TEMPERATURE = 0.4
+REDRAW_TEMPERATURE_STEP = 0.3
+_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]]*$")
+_LEADING_MARKER = re.compile(r"^(?:[-*\u2022+]|\d{1,2}[.)])(?:\s+|$)")
+
+
+class _Outcome(enum.Enum):
+    DONE = "done"
+    REPEATED = "repeated"
+
+
+def reply_seed(turn_id: str, attempt: int, draw: int) -> int:
+    """The sampler's seed for one draw of one turn: reproducible, and different per draw."""
+    return zlib.crc32(f"{turn_id}/{attempt}/{draw}".encode())
+
+
+def _unlisted(piece: str) -> str:
+    """A piece as spoken: a list marker the chunker split off ("2.") or left in front is dropped."""
+    return _LEADING_MARKER.sub("", piece).strip()
 
 
 class ReplyStage(Stage):
@@ -143,73 +170,128 @@ class ReplyStage(Stage):
 
     async def _think(self, attempt: Attempt) -> None:
         persona = self.agent.persona
-        request = GenerationRequest(
-            messages=self._guard.steer(attempt, self.agent.messages_for(attempt.user_text)),  # safety
-            max_tokens=persona.max_reply_tokens,
-            cancel=attempt.cancel,
-        )
+        earlier = self.agent.earlier_replies()
+        messages = self._guard.steer(attempt, self.agent.messages_for(attempt.user_text))  # safety
         control = attempt.call("llm")
-        chunker = SentenceChunker()
-        emitted, limit = 0, None
-        first_token = True
+        requests: list[GenerationRequest] = []
+        emitted = 0
+        attempt.generated = ""  # what is queued to be spoken, in spoken style (see Turns.complete)
         attempt.llm_priority = priority = Priority(attempt.priority.urgency, attempt.priority.since)
-        screen = self._guard.output(request.messages)  # safety: every piece passes it first
+        screen = self._guard.output(messages)  # safety: every piece passes it first
 
-        def queue(piece: str) -> None:
+        def queue(piece: str) -> bool:
+            """Speak a piece; False once the reply must end (a blocked piece was replaced)."""
             nonlocal emitted
             checked = screen.check(piece)
             if checked.category is not None:  # blocked: the safe line is said instead, and the reply ends
                 flag = record(attempt, checked.category, SafetyAction.REPLACE, SafetyDirection.OUTPUT)
                 self.push(Out(attempt, flag))
-                attempt.generated = screen.text
             piece = checked.text
             if emitted == 0:
                 self.push(Mark(attempt, "first_sentence", self._clock()))
             emitted += 1
-            # Captions carry only screened text: the model's raw deltas never leave this stage.
-            self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece + " ")))
+            attempt.generated = f"{attempt.generated} {piece}".lstrip()
+            # Captions carry only screened, spoken-style text: raw deltas never leave this stage.
+            self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece if emitted == 1 else f" {piece}")))
             self.push(Sentence(attempt, piece))
             # The first piece is what the student waits for; the rest can queue behind other
             # students' first pieces (it is needed only once this one has been spoken).
             priority.urgency = max(priority.urgency, Urgency.AHEAD)
+            return screen.blocked is None
 
         try:
             with work_scope(priority), call_scope(control):
-                async with contextlib.aclosing(self._llm.stream(request)) as stream:
-                    async for delta in stream:
-                        if first_token:
-                            first_token = False
-                            self.push(Mark(attempt, "llm_first_token", self._clock()))
-                        attempt.generated += delta
-                        ready = chunker.push(delta)
-                        if attempt.shorten and limit is None:
-                            # Budget action "shorten": speak what there is now and end after one more.
-                            ready += [] if ready else chunker.flush()
-                            limit = emitted + len(ready) + 1
-                        for piece in ready:
-                            if screen.blocked is None:
-                                queue(piece)
-                        if screen.blocked is not None or (limit is not None and emitted >= limit):
-                            request.cancel.set()
-                            break
-                    else:
-                        for piece in chunker.flush():
-                            if screen.blocked is None:
-                                queue(piece)
+                for draw in range(REDRAWS + 1):
+                    request = GenerationRequest(
+                        messages=messages,
+                        max_tokens=persona.max_reply_tokens,
+                        # A redraw is a different draw, a little bolder, from the same prompt.
+                        temperature=BASE_TEMPERATURE + REDRAW_TEMPERATURE_STEP * draw,
+                        seed=reply_seed(attempt.turn_id, attempt.number, draw),
+                        cancel=attempt.cancel,
+                    )
+                    requests.append(request)
+                    sentences = persona.max_sentences
+                    outcome = await self._compose(
+                        attempt, request, earlier, queue, max_sentences=sentences, first_draw=draw == 0
+                    )
+                    if outcome is not _Outcome.REPEATED or not attempt.live:
+                        break
+                    if emitted:  # part of it was already spoken: no redraw, just bring the student back in
+                        queue(self.agent.re_engage(earlier))
+                        break
+                    log.info("turn %s: reply repeated an earlier one (draw %d)", attempt.turn_id, draw)
+                else:
+                    queue(self.agent.re_engage(earlier))
+                if not emitted and attempt.live:  # the model said nothing at all: never silence
+                    queue(self.agent.re_engage(earlier))
         except EngineError as exc:
             log.error("turn %s failed in the language model: %s", attempt.turn_id, exc)
             self.push(Out(attempt, PipelineError(ErrorCode.ENGINE_ERROR, "The tutor could not answer this turn.", attempt.turn_id)))
             self.push(ReplyDone(attempt, TurnStatus.FAILED, apology=True))
             return
         finally:
-            # Counted from what was really generated, a cancelled stream included.
+            # Counted from what was really generated, a cancelled stream and a redraw included.
             engine = control.served_by or self._llm.info
             for kind, amount in (
-                (UsageKind.LLM_PROMPT_TOKENS, request.usage.prompt_tokens),
-                (UsageKind.LLM_COMPLETION_TOKENS, request.usage.completion_tokens),
+                (UsageKind.LLM_PROMPT_TOKENS, sum(r.usage.prompt_tokens for r in requests)),
+                (UsageKind.LLM_COMPLETION_TOKENS, sum(r.usage.completion_tokens for r in requests)),
             ):
                 self.push(Usage(attempt.turn_id, attempt, kind, amount, engine))
         self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
+
+    async def _compose(
+        self,
+        attempt: Attempt,
+        request: GenerationRequest,
+        earlier: list[str],
+        queue: Callable[[str], bool],
+        *,
+        max_sentences: int,
+        first_draw: bool,
+    ) -> _Outcome:
+        """Stream one draw of the reply into spoken pieces and queue them, unless it repeats an
+        earlier reply: nothing of a repeating draw is queued while it can still be redrawn."""
+        style = SpokenStyle()
+        chunker = SentenceChunker()
+        spoken: list[str] = []
+        limit = None
+        first_token = first_draw
+
+        def accept(pieces: list[str]) -> _Outcome | None:
+            nonlocal limit
+            for raw in pieces:
+                piece = _unlisted(raw)
+                if not piece:
+                    continue
+                if repeats_earlier(" ".join([*spoken, piece]), earlier) or repeats_earlier(piece, spoken):
+                    return _Outcome.REPEATED
+                spoken.append(piece)
+                if not queue(piece):
+                    return _Outcome.DONE  # the safety layer ended the reply
+                if sum(bool(_ENDS_SENTENCE.search(p)) for p in spoken) >= max_sentences:
+                    return _Outcome.DONE
+                if limit is not None and len(spoken) >= limit:
+                    return _Outcome.DONE
+            return None
+
+        async with contextlib.aclosing(self._llm.stream(request)) as stream:
+            async for delta in stream:
+                if first_token:
+                    first_token = False
+                    self.push(Mark(attempt, "llm_first_token", self._clock()))
+                ready = chunker.push(style.push(delta))
+                if attempt.shorten and limit is None:
+                    # Budget action "shorten": speak what there is now and end after one more.
+                    ready += [] if ready else chunker.flush()
+                    limit = len(spoken) + len(ready) + 1
+                if (outcome := accept(ready)) is not None:
+                    return outcome  # leaving the stream stops the generation after this token
+            rest = chunker.push(style.flush()) + chunker.flush()
+            if spoken and request.usage.completion_tokens >= request.max_tokens:
+                # Cut off by the token limit mid-sentence: a spoken fragment sounds broken.
+                rest = [p for p in rest if _ENDS_SENTENCE.search(p)]
+            return accept(rest) or _Outcome.DONE
 
     async def _prefill(self, request: PrefillRequest) -> None:
         try:
