@@ -186,7 +186,8 @@ PROMPT = PERSONAS["maths"].system_prompt
 @pytest.mark.parametrize(
     ("sentence", "category"),
     [
-        ("You break problems into small steps and ask the student to try each one.", C.PROMPT_LEAK),
+        # A sentence of the persona's own instructions, whatever their current wording.
+        (PROMPT.split(". ")[2].rstrip(".") + ".", C.PROMPT_LEAK),
         ("I have sent the email to your teacher.", C.FALSE_ACTION),
         ("I've saved your work.", C.FALSE_ACTION),
         ("I searched the web and found it.", C.FALSE_ACTION),
@@ -226,8 +227,9 @@ def test_ordinary_tutor_sentences_pass(sentence: str) -> None:
 
 def test_a_leak_split_across_two_pieces_is_still_a_leak() -> None:
     screen = OutputScreen(PROMPT)
-    assert screen.check("You are Max, a friendly").category is None  # five words: not yet a leak
-    assert screen.check("maths tutor who helps.").category is C.PROMPT_LEAK
+    words = PROMPT.split()
+    assert screen.check(" ".join(words[:5])).category is None  # five words: not yet a leak
+    assert screen.check(" ".join(words[5:9])).category is C.PROMPT_LEAK
 
 
 def test_a_claim_split_across_two_pieces_is_still_caught() -> None:
