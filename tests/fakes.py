@@ -36,7 +36,8 @@ class LoudnessVAD(VoiceActivityDetector):
 class ScriptedSTT(SpeechToText):
     info = EngineInfo("stt", "fake", "scripted")
 
-    def __init__(self, text: str = "what is two plus two", delay_s: float = 0.01) -> None:
+    # Punctuated as Whisper does: the turn policy reads a full stop or question mark as "finished".
+    def __init__(self, text: str = "What is two plus two?", delay_s: float = 0.01) -> None:
         self.text = text
         self.delay_s = delay_s
         self.calls = 0

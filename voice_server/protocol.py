@@ -162,6 +162,23 @@ class SpeechStoppedMsg(_Message):
     stream_ms: int = Field(ge=0)
 
 
+class TurnThinkingMsg(_Message):
+    """The student paused mid-thought; the tutor waits in silence (a client may show "thinking…").
+    Speech that follows continues the same turn."""
+
+    type: Literal["turn.thinking"] = "turn.thinking"
+    turn_id: str
+    patience_ms: int = Field(ge=0, description="How long the tutor waits, from the end of speech")
+
+
+class TurnPromptMsg(_Message):
+    """The tutor's patience ran out; it offers a gentle prompt and goes on listening."""
+
+    type: Literal["turn.prompt"] = "turn.prompt"
+    turn_id: str
+    text: str
+
+
 class TranscriptPartialMsg(_Message):
     type: Literal["transcript.partial"] = "transcript.partial"
     turn_id: str
@@ -294,6 +311,8 @@ ServerMessage = Annotated[
     | SessionStarted
     | SpeechStartedMsg
     | SpeechStoppedMsg
+    | TurnThinkingMsg
+    | TurnPromptMsg
     | TranscriptPartialMsg
     | TranscriptFinalMsg
     | ReplyTextDeltaMsg

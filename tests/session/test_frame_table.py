@@ -20,6 +20,8 @@ from pipelines.frames import (
     TranscriptFinal,
     TranscriptPartial,
     TurnDone,
+    TurnPrompt,
+    TurnThinking,
     TurnUsage,
 )
 from tests.session.conftest import SERVER_MESSAGES
@@ -30,6 +32,8 @@ CONTEXT = outbound.Context(out_rate=24_000)
 SAMPLES = [
     SpeechStarted("turn-1", 120),
     SpeechStopped("turn-1", 900),
+    TurnThinking("turn-1", 3000),
+    TurnPrompt("turn-1", "Take your time."),
     TranscriptPartial("turn-1", "what is"),
     TranscriptFinal("turn-1", "what is two plus two", "speech"),
     ReplyTextDelta("turn-1", "Four"),
@@ -66,7 +70,7 @@ def test_every_rule_gives_a_message_of_the_published_schema():
 def test_derived_fields():
     started = outbound.to_message(ReplyAudioStarted("turn-1", 22_050), CONTEXT)
     assert started.model_dump()["format"]["sample_rate"] == 24_000  # the session's rate, not the engine's
-    done = outbound.to_message(SAMPLES[10], CONTEXT).model_dump()
+    done = outbound.to_message(next(s for s in SAMPLES if isinstance(s, TurnDone)), CONTEXT).model_dump()
     assert done["latency"]["voice_to_voice_ms"] == 800 and done["latency"]["endpointing_ms"] is None
     assert done["usage"]["speculative"]["stt_audio_ms"] == 300
     assert done["budget_misses"] == [{"stage": "stt", "budget_ms": 100, "elapsed_ms": 120, "action": "none"}]

@@ -129,7 +129,7 @@ async def test_decoded_audio_from_a_transport_is_dropped_until_the_session_start
     await send(session, type="session.start")
     session.on_audio_16k(b"\x10\x00" * 16 * 600 + bytes(32 * 900))
     done = await wire.until("turn.done")
-    assert done["user_text"] == "what is two plus two" and done["status"] == "completed"
+    assert done["user_text"] == "What is two plus two?" and done["status"] == "completed"
     assert wire.log.count("speech.started") == 1
     await session.close()
 
