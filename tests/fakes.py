@@ -17,6 +17,7 @@ from models.base import (
     SynthesizedAudio,
     TextToSpeech,
     Transcription,
+    TurnCompletion,
     VoiceActivityDetector,
     VoiceSettings,
 )
@@ -82,3 +83,18 @@ class ToneTTS(TextToSpeech):
         await asyncio.sleep(0.001)
         samples = len(text) * 16_000 * 60 // 1000
         yield SynthesizedAudio(np.full(samples, 1000, dtype="<i2").tobytes(), self.sample_rate)
+
+
+class ScriptedTurn(TurnCompletion):
+    """A turn model whose completion score is whatever the test says."""
+
+    info = EngineInfo("turn", "fake", "scripted")
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+        self.calls = 0
+
+    async def completion(self, audio: np.ndarray) -> float:
+        self.calls += 1
+        await asyncio.sleep(0.001)
+        return self.score
