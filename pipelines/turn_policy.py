@@ -10,7 +10,9 @@ stopping mid-sentence to think deserves seconds. The evidence:
 - whether the tutor has just asked a question (finding an answer takes longer).
 
 Any known signal saying "not finished" wins: cutting a learner off costs more than a few hundred
-milliseconds. With no evidence yet the fixed end-of-turn silence applies, as before the policy.
+milliseconds. "Finished" also waits for the transcript on its way: the answer cannot start before
+the words exist anyway, so hearing them first costs no time to the answer. With no evidence yet
+the fixed end-of-turn silence applies, as before the policy.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class Evidence:
     completion: float | None = None  # P(finished) from a turn model; None: not (yet) scored
     transcript: str | None = None  # the speculative transcript of the utterance so far
     tutor_asked: bool = False  # the last reply the student heard ended with a question
+    awaiting_transcript: bool = False  # the speculative transcript is on its way
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,9 @@ class TurnPolicy:
             votes.append(punctuation_verdict(evidence.transcript))
         if Verdict.INCOMPLETE in votes:
             return Verdict.INCOMPLETE
-        return Verdict.COMPLETE if Verdict.COMPLETE in votes else Verdict.UNKNOWN
+        if Verdict.COMPLETE not in votes or (cfg.use_punctuation and evidence.awaiting_transcript):
+            return Verdict.UNKNOWN
+        return Verdict.COMPLETE
 
     def patience_ms(self, evidence: Evidence) -> int:
         cfg = self.config

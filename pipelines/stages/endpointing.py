@@ -89,6 +89,7 @@ class EndpointingStage(Stage):
         if isinstance(frame, HeardSoFar):
             if self._evidence is not None and frame.listening is self._turns.listening:
                 self._evidence.transcript = frame.text
+                self._evidence.awaiting_transcript = False
         elif isinstance(frame, AttemptEnded) and frame.heard.strip():
             self._tutor_asked = frame.heard.rstrip().endswith("?")
 
@@ -144,7 +145,8 @@ class EndpointingStage(Stage):
 
     def _start_pause(self, audio: np.ndarray) -> None:
         self._end_pause()
-        self._evidence = Evidence(tutor_asked=self._tutor_asked)
+        # The Paused frame just pushed starts a speculative transcription.
+        self._evidence = Evidence(tutor_asked=self._tutor_asked, awaiting_transcript=True)
         if self._turn_model is not None and self._config.adaptive:
             self._scoring = asyncio.get_running_loop().create_task(self._score(self._pause, audio))
         self._apply_policy()

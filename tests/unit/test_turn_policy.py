@@ -73,3 +73,10 @@ def test_without_the_adaptive_policy_the_end_of_turn_is_a_fixed_silence():
     for evidence in (Evidence(completion=0.99), Evidence(completion=0.0)):
         decision = policy.decide(evidence)
         assert decision.commit_at_ms == 700 and not decision.thinking
+
+
+def test_finished_waits_for_the_words_on_their_way_but_unfinished_does_not():
+    waiting = Evidence(completion=0.9, awaiting_transcript=True)
+    assert POLICY.verdict(waiting) is Verdict.UNKNOWN  # the answer needs the words anyway
+    assert POLICY.verdict(Evidence(completion=0.1, awaiting_transcript=True)) is Verdict.INCOMPLETE
+    assert TurnPolicy(TurnConfig(use_punctuation=False)).verdict(waiting) is Verdict.COMPLETE
