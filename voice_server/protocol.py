@@ -45,7 +45,15 @@ class OutputAudioRequest(_Message):
 
 
 class TurnOptions(_Message):
+    """Turn-taking for this session (pipelines/config.py TurnConfig has the defaults and meaning)."""
+
     end_of_turn_silence_ms: EndOfTurnMs | None = None
+    adaptive: bool | None = Field(None, description="Judge finished-or-thinking, not silence alone")
+    patience_ms: int | None = Field(None, ge=150, le=30_000, description="Wait for a thinking learner")
+    question_patience_ms: int | None = Field(None, ge=150, le=30_000, description="... after a tutor question")
+    patience_action: Literal["commit", "prompt"] | None = None
+    patience_prompt: str | None = Field(None, min_length=1, max_length=200)
+    max_silence_ms: int | None = Field(None, ge=150, le=60_000)
 
 
 class BudgetOverride(_Message):
