@@ -1,12 +1,16 @@
-"""python -m latency_bench --url ws://HOST:PORT/v1/ws --audio-dir DIR [--json PATH]
+"""python -m latency_bench --url ws://HOST:PORT/v1/ws --audio-dir DIR [--turns-dir DIR] [--json PATH]
 
 Streams each WAV clip of DIR as one turn, at real-time pace followed by silence, after a warm-up
 turn per session that is not counted; prints a table and p50/p95/p99 of voice-to-voice and of each
 stage. `--concurrency 1,4` runs each level with that many simultaneous sessions; `--soak MINUTES`
-keeps sessions talking and reports server memory over time. The JSON written with --json is a
-stable interface:
+keeps sessions talking and reports server memory over time. `--turns-dir` (e.g. ../shared/turns:
+clips with a thinking pause inside one sentence) also runs those clips at each level and reports
+turn-taking: the false cut-off rate (reply audio or a filler before the real end of speech), how
+many clips gave exactly one final transcript, the share of reference words heard, and the latency
+after the real end. The JSON written with --json is a stable interface:
   {"turns": [{"clip", "transcript", "reply_text", "voice_to_voice_ms", "stages": {STAGE: ms}}...],
-   "summary": {...}, "levels": [...], "soak": {...} | null}
+   "summary": {...}, "levels": [...], "soak": {...} | null, "turn_taking": {...} | null}
+(each level also carries "turn_taking" when --turns-dir is given).
 With --report-dir it also writes report.json, latency.png and summary.md there.
 """
 
@@ -24,7 +28,7 @@ from typing import Any
 from latency_bench.client import Clip, ClipResult, VoiceClient, load_clip
 from latency_bench.server_stats import ServerSampler
 from latency_bench.stats import percentile
-from latency_bench.wer import load_references, word_error_rate
+from latency_bench.wer import load_references, word_error_rate, word_recall
 
 PCTS = (50, 95, 99)
 TURN_TIMEOUT_S = 120
@@ -147,6 +151,49 @@ def summarise(results: list[ClipResult], references: dict[str, str]) -> dict[str
     return summary
 
 
+def summarise_turn_taking(results: list[ClipResult], references: dict[str, str]) -> dict[str, Any]:
+    """Patience and speed together: a tutor that never cuts off but answers late fails too."""
+    n = len(results)
+    after_end = [r.voice_to_voice_ms for r in results if r.voice_to_voice_ms is not None]
+    answer = [r.voice_to_answer_ms for r in results if r.voice_to_answer_ms is not None]
+    recalls = [word_recall(references[r.clip], r.transcript) for r in results if r.clip in references]
+    summary: dict[str, Any] = {
+        "clips": n,
+        "false_cutoffs": sum(r.cut_off for r in results),
+        "false_cutoff_rate": round(sum(r.cut_off for r in results) / n, 4) if n else None,
+        "one_transcript_rate": round(sum(r.finals == 1 for r in results) / n, 4) if n else None,
+        "word_recall": round(sum(recalls) / len(recalls), 4) if recalls else None,
+        "voice_to_voice_after_end_ms": {f"p{p}": percentile(after_end, p) for p in PCTS},
+        "voice_to_answer_after_end_ms": {f"p{p}": percentile(answer, p) for p in PCTS},
+    }
+    scored = [(references[r.clip], r.transcript) for r in results if r.clip in references]
+    if scored:
+        refs, hyps = zip(*scored, strict=True)
+        summary["word_error_rate"] = round(word_error_rate(list(refs), list(hyps)), 4)
+    return summary
+
+
+def turn_taking_table(results: list[ClipResult], summary: dict[str, Any]) -> str:
+    head = f"{'clip':52} {'cut-off':>7} {'finals':>6} {'v2v':>6} {'answer':>6}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        cut = "YES" if r.cut_off else "no"
+        v2v, v2a = _fmt(r.voice_to_voice_ms), _fmt(r.voice_to_answer_ms)
+        lines.append(f"{r.clip[:52]:52} {cut:>7} {r.finals:>6} {v2v:>6} {v2a:>6}")
+    v, a = summary["voice_to_voice_after_end_ms"], summary["voice_to_answer_after_end_ms"]
+    lines.append(
+        f"false cut-offs {summary['false_cutoffs']}/{summary['clips']} "
+        f"({summary['false_cutoff_rate'] * 100:.0f}%), "
+        f"one transcript {summary['one_transcript_rate'] * 100:.0f}% of clips, "
+        f"words heard {(summary['word_recall'] or 0) * 100:.1f}%, "
+        f"after the real end: v2v p50 {_fmt(v['p50'])} p95 {_fmt(v['p95'])}, "
+        f"answer p50 {_fmt(a['p50'])} p95 {_fmt(a['p95'])} ms"
+    )
+    if "word_error_rate" in summary:
+        lines.append(f"word error rate on the paused clips: {summary['word_error_rate'] * 100:.1f}%")
+    return "\n".join(lines)
+
+
 def table(results: list[ClipResult], summary: dict[str, Any]) -> str:
     names = list(summary["server_stages_ms"])
     head = f"{'clip':44} {'v2v':>6} {'answer':>6} " + " ".join(f"{n[:11]:>11}" for n in names)
@@ -177,6 +224,8 @@ def _turn_json(r: ClipResult) -> dict[str, Any]:
         "voice_to_answer_ms": r.voice_to_answer_ms,
         "stages": r.stages,
         "reply_audio_ms": r.reply_audio_ms,
+        "cut_off": r.cut_off,
+        "finals": r.finals,
     }
 
 
@@ -185,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", required=True, help="ws://HOST:PORT/v1/ws")
     parser.add_argument("--audio-dir", required=True, type=Path)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--turns-dir", type=Path, help="turn-taking clips with a thinking pause (e.g. ../shared/turns)"
+    )
     parser.add_argument("--report-dir", type=Path, help="write report.json, latency.png, summary.md")
     parser.add_argument("--persona")
     parser.add_argument("--limit", type=int, help="only the first N clips (by name)")
@@ -212,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {},
         "levels": [],
         "soak": None,
+        "turn_taking": None,
     }
+    turn_paths = sorted(args.turns_dir.glob("*.wav"))[: args.limit] if args.turns_dir else []
+    turn_clips = [load_clip(p) for p in turn_paths]
+    turn_references = load_references(args.turns_dir) if args.turns_dir else {}
 
     if args.soak:
         print(f"soak: {levels[-1]} session(s) for {args.soak} min against {args.url}", file=sys.stderr)
@@ -234,16 +290,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"server CPU {resources['cpu_cores_per_session']:.2f} cores/session, "
                 f"RSS {resources['rss_peak_mb']:.0f} MB peak"
             )
-            payload["levels"].append(
-                {
-                    "concurrency": n,
-                    "summary": summary,
-                    "resources": resources,
-                    "turns": [_turn_json(r) for r in results],
-                }
-            )
+            level: dict[str, Any] = {
+                "concurrency": n,
+                "summary": summary,
+                "resources": resources,
+                "turns": [_turn_json(r) for r in results],
+            }
+            if turn_clips:
+                print(f"level {n}: turn-taking, {len(turn_clips)} clips with a pause", file=sys.stderr)
+                paused, _ = asyncio.run(run_level(make, args.url, turn_clips, args.persona, n, sampler))
+                taking = summarise_turn_taking(paused, turn_references)
+                print(f"\n== turn-taking, {n} concurrent session(s)\n" + turn_taking_table(paused, taking))
+                level["turn_taking"] = {"summary": taking, "turns": [_turn_json(r) for r in paused]}
+            payload["levels"].append(level)
         first = payload["levels"][0]
         payload["turns"], payload["summary"] = first["turns"], first["summary"]
+        payload["turn_taking"] = first.get("turn_taking")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

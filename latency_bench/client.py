@@ -72,6 +72,7 @@ class TurnRecord:
     first_audio_at: float | None = None
     audio_bytes: int = 0
     interrupted: bool = False
+    finals: int = 0  # transcript.final messages: more than one means the turn was answered twice
     budget_misses: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -88,6 +89,10 @@ class ClipResult:
     # To the first audio of the answer itself: the client's voice-to-voice plus however long a
     # filler covered for the answer on the server's clock (equal when no filler was needed).
     voice_to_answer_ms: float | None = None
+    # Reply audio (a filler included) arrived before the clip's real end of speech: the tutor
+    # cut the student off, e.g. in a thinking pause.
+    cut_off: bool = False
+    finals: int = 0  # transcript.final messages over the clip's turns: one when taken as one turn
 
 
 class VoiceClient:
@@ -188,6 +193,7 @@ class VoiceClient:
                 turn.interrupted = True
         elif kind == "transcript.final" and turn is not None:
             turn.transcript = message["text"]
+            turn.finals += 1
         elif kind == "turn.done" and turn is not None:
             turn.reply_text = message["reply_text"]
             turn.status = message["status"]
@@ -241,6 +247,8 @@ class VoiceClient:
         await self.send_silence(settle_ms)
         mine = [self.turns[t] for t in self.turn_order if t not in known]
         spoken = [t for t in mine if t.status != "no_speech"]
+        # Audio is only received, never played: its arrival time is when the student would hear it.
+        cut_off = any(t.first_audio_at is not None and t.first_audio_at < speech_sent_at for t in mine)
         last = spoken[-1] if spoken else mine[-1]
         v2v = None
         if last.first_audio_at is not None:
@@ -259,6 +267,8 @@ class VoiceClient:
             reply_audio_ms=sum(t.audio_bytes for t in mine) // 2 * 1000 // max(self.output_rate, 1),
             turns=mine,
             voice_to_answer_ms=v2a,
+            cut_off=cut_off,
+            finals=sum(t.finals for t in mine),
         )
 
     async def wait_for(

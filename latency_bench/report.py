@@ -101,6 +101,24 @@ def _markdown(payload: dict[str, Any]) -> str:
             f"{_ms(v['p99'])} | {_ms(a['p50'])} | {_ms(a['p95'])} | {wer} | {s['budget_misses']} | {r['cpu_cores_per_session']} | "
             f"{r['rss_peak_mb']} |"
         )
+    levels = payload["levels"]
+    taking = [(lv["concurrency"], lv["turn_taking"]["summary"]) for lv in levels if lv.get("turn_taking")]
+    if taking:
+        lines += [
+            "",
+            "Turn-taking on clips with a thinking pause (latency from the real end of speech):",
+            "",
+            "| sessions | clips | false cut-offs | one transcript | words heard | v2v p50 | v2v p95 "
+            "| answer p50 | answer p95 |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for n, t in taking:
+            v, a = t["voice_to_voice_after_end_ms"], t["voice_to_answer_after_end_ms"]
+            lines.append(
+                f"| {n} | {t['clips']} | {t['false_cutoffs']} ({t['false_cutoff_rate'] * 100:.0f}%) | "
+                f"{t['one_transcript_rate'] * 100:.0f}% | {(t['word_recall'] or 0) * 100:.1f}% | "
+                f"{_ms(v['p50'])} | {_ms(v['p95'])} | {_ms(a['p50'])} | {_ms(a['p95'])} |"
+            )
     lines += ["", "Per stage (ms, p50 / p95):", ""]
     for level in payload["levels"]:
         stages = level["summary"]["server_stages_ms"]

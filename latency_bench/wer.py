@@ -61,3 +61,13 @@ def load_references(audio_dir: Path) -> dict[str, str]:
     data = json.loads(manifest.read_text(encoding="utf-8"))
     entries = data["clips"] if isinstance(data, dict) and "clips" in data else data
     return {e["file"]: e["transcript"] for e in entries}
+
+
+def word_recall(reference: str, hypothesis: str) -> float:
+    """Share of the reference's words the hypothesis holds (as a multiset, order ignored): a turn
+    cut in two and answered twice still scores high here, so read it with the count of finals."""
+    from collections import Counter
+
+    ref, hyp = Counter(normalise(reference).split()), Counter(normalise(hypothesis).split())
+    total = sum(ref.values())
+    return sum((ref & hyp).values()) / total if total else 1.0

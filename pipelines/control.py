@@ -49,6 +49,14 @@ class EndOfTurn(SystemFrame):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class HeardSoFar(SystemFrame):
+    """The speculative transcript of a pause: evidence for the turn policy (its punctuation)."""
+
+    listening: Listening
+    text: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class PartialAudio(DataFrame):
     listening: Listening
     audio: np.ndarray

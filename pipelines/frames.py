@@ -179,6 +179,22 @@ class SpeechStopped(SystemFrame):
 
 
 @dataclass(frozen=True, slots=True)
+class TurnThinking(SystemFrame):
+    """The student paused mid-thought: the tutor waits in silence (the client may show it)."""
+
+    turn_id: str
+    patience_ms: int  # how long the tutor waits, counted from the end of speech
+
+
+@dataclass(frozen=True, slots=True)
+class TurnPrompt(SystemFrame):
+    """The patience ran out: a gentle prompt, and the tutor goes on listening."""
+
+    turn_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptPartial(SystemFrame):
     turn_id: str
     text: str
@@ -329,6 +345,8 @@ class LatencyMetric(SystemFrame):
 OUTPUT_EVENTS: tuple[type[Frame], ...] = (
     SpeechStarted,
     SpeechStopped,
+    TurnThinking,
+    TurnPrompt,
     TranscriptPartial,
     TranscriptFinal,
     ReplyTextDelta,
@@ -348,6 +366,8 @@ OUTPUT_EVENTS: tuple[type[Frame], ...] = (
 PipelineEvent = (
     SpeechStarted
     | SpeechStopped
+    | TurnThinking
+    | TurnPrompt
     | TranscriptPartial
     | TranscriptFinal
     | ReplyTextDelta

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from models.base import LanguageModel, SpeechToText, TextToSpeech, VoiceActivityDetector
+from models.base import LanguageModel, SpeechToText, TextToSpeech, TurnCompletion, VoiceActivityDetector
 from pipelines.agent import TutorAgent
 from pipelines.config import PipelineConfig
 from pipelines.control import Mark, Out
@@ -59,6 +59,7 @@ class Engines:
     llm: LanguageModel
     tts: TextToSpeech
     fillers: FillerCache | None = None
+    turn: TurnCompletion | None = None  # scores "finished or thinking?" at a pause; optional
 
 
 class Outbox(Stage):
@@ -121,7 +122,14 @@ class Pipeline:
         self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock)
         self._metering = MeteringStage(session_id, clock)
         chain: list[Stage] = [
-            EndpointingStage(engines.vad, turn, self.turns, clock, partial_ready=self._transcription.partial_ready),
+            EndpointingStage(
+                engines.vad,
+                turn,
+                self.turns,
+                clock,
+                partial_ready=self._transcription.partial_ready,
+                turn_model=engines.turn,
+            ),
             self._transcription,
             self._reply,
             self._speech,

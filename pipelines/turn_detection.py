@@ -2,8 +2,9 @@
 
 Pure state machine over fixed-size frames, so it is tested with no audio engine at all. Two silence
 thresholds give learners patience without costing latency: at `speculation_silence_ms` the pipeline
-may start transcribing (the student has probably finished), and only `end_of_turn_silence_ms`
-commits the turn. Speech resuming in between just continues the same turn.
+may start transcribing (the student has probably finished), and only `end_silence_ms` commits the
+turn. That one is the turn policy's to move (pipelines/turn_policy.py): shorter once the student
+has clearly finished, longer while they think. Speech resuming in between continues the turn.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class TurnDetector:
         # Frame index just after the last voiced frame: where the student stopped talking.
         self.last_voiced_end = 0
         self.speech_start_frame = 0
+        # The silence that ends the turn now; the turn policy sets it during a pause.
+        self.end_silence_ms = config.end_of_turn_silence_ms
 
     def force_end(self) -> TurnSignal:
         """End the turn now (e.g. an utterance over the length limit)."""
@@ -77,7 +80,7 @@ class TurnDetector:
 
         self._silent_frames += 1
         silence = self.silence_ms
-        if silence >= cfg.end_of_turn_silence_ms:
+        if silence >= self.end_silence_ms:
             self.in_speech = False
             self._paused = False
             self._window.clear()

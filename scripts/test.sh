@@ -14,7 +14,7 @@ fi
 python3 -m pip install --quiet --upgrade pip
 # llama-cpp-python compiles from source where no wheel is published (about 10 minutes on 2 cores;
 # pip caches the built wheel).
-python3 -m pip install --quiet -e ".[test]"
+python3 -m pip install --quiet -e ".[test,smart-turn]"
 
 # axe-core for the accessibility checks, from the npm registry, pinned in package.json.
 npm install --silent --no-audit --no-fund

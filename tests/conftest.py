@@ -17,12 +17,18 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.speech import manifest, speech_dir
+from tests.speech import manifest, speech_dir, turns_dir
 
 
 @pytest.fixture(scope="session")
 def speech_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return speech_dir(tmp_path_factory.mktemp("speech"))
+
+
+@pytest.fixture(scope="session")
+def turn_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Clips with a thinking pause inside one sentence (../shared/turns, or synthesised)."""
+    return turns_dir(tmp_path_factory.mktemp("turns"))
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ from models.base import (
     SynthesizedAudio,
     TextToSpeech,
     Transcription,
+    TurnCompletion,
     VoiceActivityDetector,
     VoiceSettings,
 )
@@ -36,7 +37,8 @@ class LoudnessVAD(VoiceActivityDetector):
 class ScriptedSTT(SpeechToText):
     info = EngineInfo("stt", "fake", "scripted")
 
-    def __init__(self, text: str = "what is two plus two", delay_s: float = 0.01) -> None:
+    # Punctuated as Whisper does: the turn policy reads a full stop or question mark as "finished".
+    def __init__(self, text: str = "What is two plus two?", delay_s: float = 0.01) -> None:
         self.text = text
         self.delay_s = delay_s
         self.calls = 0
@@ -81,3 +83,18 @@ class ToneTTS(TextToSpeech):
         await asyncio.sleep(0.001)
         samples = len(text) * 16_000 * 60 // 1000
         yield SynthesizedAudio(np.full(samples, 1000, dtype="<i2").tobytes(), self.sample_rate)
+
+
+class ScriptedTurn(TurnCompletion):
+    """A turn model whose completion score is whatever the test says."""
+
+    info = EngineInfo("turn", "fake", "scripted")
+
+    def __init__(self, score: float) -> None:
+        self.score = score
+        self.calls = 0
+
+    async def completion(self, audio: np.ndarray) -> float:
+        self.calls += 1
+        await asyncio.sleep(0.001)
+        return self.score

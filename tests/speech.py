@@ -3,6 +3,10 @@
 The folder comes from CONVERGIO_SPEECH_DIR (default: ../shared/speech next to the repository). A
 user's own clone may not have it; then Piper speaks a few sentences into WAV files with a
 manifest, so the suite still runs anywhere (CI here always has the real clips).
+
+Thinking pauses likewise: CONVERGIO_TURNS_DIR (default ../shared/turns: real clips with a pause
+inserted mid-sentence), or Piper speaking a sentence in two halves with a pause of faint noise
+between them, described by the same manifest fields (`pause_start_s`, `pause_s`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_SPEECH_DIR = REPO.parent / "shared" / "speech"
+DEFAULT_TURNS_DIR = REPO.parent / "shared" / "turns"
 
 SYNTHETIC_SENTENCES = {
     "synthetic_01.wav": "What is seven times eight?",
@@ -32,27 +37,77 @@ def speech_dir(tmp_root: Path) -> Path:
     return synthesise(tmp_root / "synthetic-speech")
 
 
-def synthesise(folder: Path, sentences: dict[str, str] | None = None) -> Path:
-    """Piper speaks `sentences` (file name -> text; default the fallback set) into 16 kHz WAVs."""
+# Each sentence is spoken in two halves with a thinking pause (seconds) after the first.
+SYNTHETIC_PAUSES = {
+    "synthetic_pause_01.wav": ("I think the answer is", "twelve because seven and five make twelve.", 1.2),
+    "synthetic_pause_02.wav": ("Plants make their food from", "sunlight, water and air.", 2.0),
+}
+
+
+def turns_dir(tmp_root: Path) -> Path:
+    configured = Path(os.environ.get("CONVERGIO_TURNS_DIR", DEFAULT_TURNS_DIR))
+    if (configured / "manifest.json").is_file():
+        return configured
+    return synthesise_pauses(tmp_root / "synthetic-turns")
+
+
+def _speak(text: str):  # -> np.ndarray of 16 kHz PCM16
     import numpy as np
     import soxr
 
     from models.piper_tts import PiperTTS
 
-    folder.mkdir(parents=True, exist_ok=True)
     voice = PiperTTS()._voice  # noqa: SLF001 - test-time synthesis only
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
+    audio16 = soxr.resample(audio, voice.config.sample_rate, 16_000)
+    return (np.clip(audio16, -1, 1) * 32767).astype("<i2")
+
+
+def _write(path: Path, pcm) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16_000)
+        wav.writeframes(pcm.tobytes())
+
+
+def synthesise(folder: Path, sentences: dict[str, str] | None = None) -> Path:
+    """Piper speaks `sentences` (file name -> text; default the fallback set) into 16 kHz WAVs."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
     manifest = []
     for name, text in (sentences or SYNTHETIC_SENTENCES).items():
-        audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-        audio16 = soxr.resample(audio, voice.config.sample_rate, 16_000)
-        pcm = (np.clip(audio16, -1, 1) * 32767).astype("<i2")
+        pcm = _speak(text)
         silence = np.zeros(3200, dtype="<i2")
-        with wave.open(str(folder / name), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(16_000)
-            wav.writeframes(np.concatenate([silence, pcm, silence]).tobytes())
+        _write(folder / name, np.concatenate([silence, pcm, silence]))
         manifest.append({"file": name, "transcript": text, "duration_s": len(pcm) / 16_000})
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def synthesise_pauses(folder: Path) -> Path:
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    manifest = []
+    for name, (first, second, pause_s) in SYNTHETIC_PAUSES.items():
+        lead, head, tail = np.zeros(3200, dtype="<i2"), _speak(first), _speak(second)
+        # Faint noise, not digital silence: a room while a learner thinks.
+        pause = rng.normal(0, 30, int(pause_s * 16_000)).astype("<i2")
+        pcm = np.concatenate([lead, head, pause, tail, np.zeros(3200, dtype="<i2")])
+        _write(folder / name, pcm)
+        manifest.append(
+            {
+                "file": name,
+                "transcript": f"{first} {second}",
+                "pause_after_word": first.split()[-1],
+                "pause_start_s": (len(lead) + len(head)) / 16_000,
+                "pause_s": pause_s,
+                "duration_s": len(pcm) / 16_000,
+            }
+        )
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 

@@ -15,7 +15,7 @@ from models.base import ModelNotInstalledError
 from models.registry import ENGINES
 from pipelines.personas import PERSONAS
 from pipelines.config import TurnConfig
-from voice_server.settings import KINDS, Settings
+from voice_server.settings import KINDS, NO_ENGINE, OPTIONAL_KINDS, Settings
 
 
 class SettingsError(ValueError):
@@ -29,7 +29,7 @@ SERVE_OPTIONS: dict[str, tuple[str, ...]] = {
     "port": ("port",),
     "default_persona": ("default_persona",),
     "max_reply_tokens": ("max_reply_tokens",),
-    **{kind: ("engines", kind) for kind in KINDS},
+    **{kind: ("engines", kind) for kind in (*KINDS, *OPTIONAL_KINDS)},
     "end_of_turn_ms": ("turn", "end_of_turn_silence_ms"),
     "budget_v2v_ms": ("budgets", "voice_to_voice", "ms"),
 }
@@ -116,6 +116,7 @@ def _doctor(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
     chosen = {kind: settings.engines.chain(kind) for kind in KINDS}
+    chosen |= {kind: [getattr(settings.engines, kind)] for kind in OPTIONAL_KINDS}
     failures = 0
     for kind, specs in ENGINES.items():
         for name, spec in specs.items():
@@ -132,7 +133,7 @@ def _doctor(args: argparse.Namespace) -> int:
                     status = "installed"
             except ModelNotInstalledError as exc:
                 status = f"MISSING: {exc}"
-                failures += configured
+                failures += configured and kind not in OPTIONAL_KINDS  # the pipeline runs without
             except Exception as exc:  # noqa: BLE001
                 status = f"BROKEN: {exc}. Reinstall with: {spec.install}"
                 failures += configured
@@ -155,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--persona", dest="default_persona", help=f"default persona: {', '.join(PERSONAS)}")
     serve.add_argument("--max-reply-tokens", type=int)
     for kind, specs in ENGINES.items():
-        serve.add_argument(f"--{kind}", choices=sorted(specs), help=f"{kind} engine")
+        optional = [NO_ENGINE] if kind in OPTIONAL_KINDS else []
+        serve.add_argument(f"--{kind}", choices=sorted(specs) + optional, help=f"{kind} engine")
     end_of_turn = TurnConfig.model_fields["end_of_turn_silence_ms"].default
     serve.add_argument(
         "--end-of-turn-ms", type=int, help=f"silence that ends a student's turn (default {end_of_turn})"

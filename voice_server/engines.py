@@ -8,13 +8,13 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
-from models.base import ChatMessage
+from models.base import ChatMessage, ModelNotInstalledError, TurnCompletion
 from models.fallback import FallbackHook, fallback_chain
 from models.registry import spec_for
 from pipelines.fillers import FillerCache
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines
-from voice_server.settings import KINDS, Settings
+from voice_server.settings import KINDS, NO_ENGINE, Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class EngineHub:
         try:
             for step, kind in enumerate(KINDS, start=1):
                 loaded[kind] = await self._load_kind(kind, step, say)
+            loaded["turn"] = await self._load_turn(say)
             engines = Engines(**loaded)  # type: ignore[arg-type]
             say("[5/5] warming up (first transcription, persona prompts, first voice, fillers) ...")
             started = time.perf_counter()
@@ -53,6 +54,8 @@ class EngineHub:
             persona = PERSONAS[self.settings.default_persona]
             await engines.llm.warm_up([[ChatMessage("system", persona.system_prompt)]])
             await engines.tts.warm_up()
+            if engines.turn is not None:
+                await engines.turn.warm_up()
             fillers = FillerCache()
             await fillers.prepare(engines.tts, [p.voice for p in PERSONAS.values()])
             engines = replace(engines, fillers=fillers)
@@ -78,8 +81,26 @@ class EngineHub:
             say(f"[{step}/5] {role} ready in {time.perf_counter() - started:.1f} s")
         return fallback_chain(kind, engines, cooldown_s=e.fallback_cooldown_s, on_fallback=self.on_fallback)
 
+    async def _load_turn(self, say: Progress) -> TurnCompletion | None:
+        """The turn-completion model, or None: without it the turn policy still has Whisper's
+        punctuation and the silence, so a missing optional model degrades, never fails."""
+        name = self.settings.engines.turn
+        if name == NO_ENGINE:
+            return None
+        spec = spec_for("turn", name)
+        try:
+            engine = await asyncio.to_thread(spec.load, self.settings.engines.options_for(name))
+        except ModelNotInstalledError as exc:
+            log.warning("turn model not loaded, deciding turns from punctuation and silence: %s", exc)
+            say(f"[4/5] turn model missing ({exc}); turns end on punctuation and silence")
+            return None
+        say(f"[4/5] turn model ready: {spec.description}")
+        return engine
+
     async def aclose(self) -> None:
         if self.engines is None:
             return
-        for engine in (self.engines.stt, self.engines.llm, self.engines.tts):
-            await engine.aclose()
+        engines = [self.engines.stt, self.engines.llm, self.engines.tts, self.engines.turn]
+        for engine in engines:
+            if engine is not None:
+                await engine.aclose()

@@ -26,6 +26,8 @@ from pipelines.frames import (
     TranscriptFinal,
     TranscriptPartial,
     TurnDone,
+    TurnPrompt,
+    TurnThinking,
 )
 from voice_server import protocol
 
@@ -62,6 +64,8 @@ def _turn_done(frame: TurnDone, _: Context) -> dict[str, Any]:
 TABLE: dict[type, Rule] = {
     SpeechStarted: Rule(protocol.SpeechStartedMsg),
     SpeechStopped: Rule(protocol.SpeechStoppedMsg),
+    TurnThinking: Rule(protocol.TurnThinkingMsg),
+    TurnPrompt: Rule(protocol.TurnPromptMsg),
     TranscriptPartial: Rule(protocol.TranscriptPartialMsg),
     TranscriptFinal: Rule(protocol.TranscriptFinalMsg),
     ReplyTextDelta: Rule(protocol.ReplyTextDeltaMsg),

@@ -55,7 +55,15 @@ class OutputAudioRequest(_Message):
 
 
 class TurnOptions(_Message):
+    """Turn-taking for this session (pipelines/config.py TurnConfig has the defaults and meaning)."""
+
     end_of_turn_silence_ms: EndOfTurnMs | None = None
+    adaptive: bool | None = Field(None, description="Judge finished-or-thinking, not silence alone")
+    patience_ms: int | None = Field(None, ge=150, le=30_000, description="Wait for a thinking learner")
+    question_patience_ms: int | None = Field(None, ge=150, le=30_000, description="... after a tutor question")
+    patience_action: Literal["commit", "prompt"] | None = None
+    patience_prompt: str | None = Field(None, min_length=1, max_length=200)
+    max_silence_ms: int | None = Field(None, ge=150, le=60_000)
 
 
 class BudgetOverride(_Message):
@@ -170,6 +178,23 @@ class SpeechStoppedMsg(_Message):
     type: Literal["speech.stopped"] = "speech.stopped"
     turn_id: str
     stream_ms: int = Field(ge=0)
+
+
+class TurnThinkingMsg(_Message):
+    """The student paused mid-thought; the tutor waits in silence (a client may show "thinking…").
+    Speech that follows continues the same turn."""
+
+    type: Literal["turn.thinking"] = "turn.thinking"
+    turn_id: str
+    patience_ms: int = Field(ge=0, description="How long the tutor waits, from the end of speech")
+
+
+class TurnPromptMsg(_Message):
+    """The tutor's patience ran out; it offers a gentle prompt and goes on listening."""
+
+    type: Literal["turn.prompt"] = "turn.prompt"
+    turn_id: str
+    text: str
 
 
 class TranscriptPartialMsg(_Message):
@@ -324,6 +349,8 @@ ServerMessage = Annotated[
     | SessionStarted
     | SpeechStartedMsg
     | SpeechStoppedMsg
+    | TurnThinkingMsg
+    | TurnPromptMsg
     | TranscriptPartialMsg
     | TranscriptFinalMsg
     | ReplyTextDeltaMsg

@@ -243,8 +243,12 @@ class ProtocolSession:
         except ValueError as exc:  # pydantic's ValidationError included
             message = f"Invalid session.start: budgets: {_reason(exc)}."
             raise ProtocolError("invalid_message", message) from None
-        if start.turn.end_of_turn_silence_ms:
-            turn = TurnConfig.model_validate({**turn.model_dump(), "end_of_turn_silence_ms": start.turn.end_of_turn_silence_ms})
+        chosen = start.turn.model_dump(exclude_none=True)
+        if chosen:
+            try:
+                turn = TurnConfig.model_validate({**turn.model_dump(), **chosen})
+            except ValueError as exc:
+                raise ProtocolError("invalid_message", f"Invalid session.start: turn: {_reason(exc)}.") from None
         return PipelineConfig(turn=turn, budgets=budgets, playback_lead_ms=self.settings.playback_lead_ms)
 
     async def _error(

@@ -16,6 +16,9 @@ from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
 
 KINDS = ("vad", "stt", "llm", "tts")
+# Kinds the pipeline runs without: a missing turn model leaves the turn policy its other evidence.
+OPTIONAL_KINDS = ("turn",)
+NO_ENGINE = "none"
 
 _NO_TIMEOUTS = "an engine is switched when a latency budget with action fallback passes"
 _MOVED = {
@@ -45,6 +48,8 @@ class EngineSettings(BaseModel):
     stt: str = "faster-whisper"
     llm: str = "llama-cpp"
     tts: str = "piper"
+    # Scores "finished or thinking?" at each pause (pipelines/turn_policy.py); "none" to go without.
+    turn: str = "smart-turn"
     # Engines to try, in order, when the one before fails or misses a deadline whose action is
     # "fallback" (comma-separated for more than one).
     stt_fallback: str | None = None
@@ -79,6 +84,8 @@ class EngineSettings(BaseModel):
         for kind in KINDS:
             for name in self.chain(kind):
                 spec_for(kind, name)  # raises naming the known engines of that kind
+        if self.turn != NO_ENGINE:
+            spec_for("turn", self.turn)
         validated: dict[str, dict[str, Any]] = {}
         for key, raw in self.options.items():
             spec = spec_by_key(key)

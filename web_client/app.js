@@ -179,7 +179,15 @@ function onMessage(message) {
     case "transcript.partial":
       ui.partial.textContent = message.text;
       break;
+    case "turn.thinking":
+      // The tutor waits out the pause in silence; say so once, politely (a status, not an alert).
+      ui.status.textContent = "Take your time. The tutor is waiting for you to finish.";
+      break;
+    case "turn.prompt":
+      caption(state.tutorName, message.text);
+      break;
     case "transcript.final":
+      if (state.phase === "listening") setPhase("listening");  // back from "take your time"
       ui.partial.textContent = "";
       if (message.text) caption("You", message.text);
       break;

@@ -3,23 +3,44 @@
 Cuts the stream into VAD frames, keeps the utterance (with a little audio from before the detected
 start, so first syllables survive), and turns the detector's signals into frames: a pause lets
 transcription speculate, the end of a turn commits it, speech during a reply barges in.
+
+When a turn ends is the turn policy's decision (pipelines/turn_policy.py). At each pause this stage
+gathers its evidence: the turn model's score of the audio so far (scored off the event loop), the
+punctuation of the speculative transcript, and whether the tutor's last heard reply was a question.
+While the policy waits out a thinking pause the tutor stays silent and the client is told so.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 
-from models.base import VoiceActivityDetector
+from models.base import EngineError, TurnCompletion, VoiceActivityDetector
+from models.scheduling import Priority, Urgency, work_scope
 from pipelines.audio import PIPELINE_SAMPLE_RATE, pcm16_to_float
 from pipelines.config import TurnConfig
-from pipelines.control import EndOfTurn, PartialAudio, Paused, Resumed
-from pipelines.frames import AudioIn, DataFrame, Interrupt, InterruptReason, SpeechStarted, SpeechStopped
+from pipelines.control import AttemptEnded, EndOfTurn, HeardSoFar, PartialAudio, Paused, Resumed
+from pipelines.frames import (
+    AudioIn,
+    DataFrame,
+    Interrupt,
+    InterruptReason,
+    SpeechStarted,
+    SpeechStopped,
+    SystemFrame,
+    TurnPrompt,
+    TurnThinking,
+)
 from pipelines.processor import Stage
 from pipelines.turn import Carry, Turns
 from pipelines.turn_detection import TurnDetector, TurnSignal
+from pipelines.turn_policy import Evidence, TurnPolicy
+
+log = logging.getLogger(__name__)
 
 PARTIAL_WINDOW_S = 19  # a partial is a live caption: its cost stays bounded however long the talk
 
@@ -35,6 +56,7 @@ class EndpointingStage(Stage):
         clock: Callable[[], float],
         *,
         partial_ready: Callable[[], bool] = lambda: True,
+        turn_model: TurnCompletion | None = None,
     ) -> None:
         super().__init__()
         # Asked before cutting audio for a partial: partials are a courtesy, so none is started
@@ -47,11 +69,29 @@ class EndpointingStage(Stage):
         self._detector = TurnDetector(config)
         self._frame_bytes = PIPELINE_SAMPLE_RATE * config.frame_ms // 1000 * 2
         self._pending = bytearray()
-        self._preroll: deque[bytes] = deque(maxlen=config.preroll_ms // config.frame_ms + config.start_window_frames)
+        self._preroll: deque[bytes] = deque(
+            maxlen=config.preroll_ms // config.frame_ms + config.start_window_frames
+        )
         self._frame_times: deque[tuple[int, float]] = deque(maxlen=512)
         self._utterance = bytearray()
         self._first_frame = 0
         self._last_partial_frame = 0
+        self._policy = TurnPolicy(config)
+        self._turn_model = turn_model
+        self._evidence: Evidence | None = None  # about the current pause; None while speaking
+        self._pause = 0  # numbers pauses, so a late score never lands on a later pause
+        self._scoring: asyncio.Task[None] | None = None
+        self._thinking_sent = False
+        self._prompted = False
+        self._tutor_asked = False  # the last reply the student heard ended with a question
+
+    def on_system(self, frame: SystemFrame) -> None:
+        if isinstance(frame, HeardSoFar):
+            if self._evidence is not None and frame.listening is self._turns.listening:
+                self._evidence.transcript = frame.text
+                self._evidence.awaiting_transcript = False
+        elif isinstance(frame, AttemptEnded) and frame.heard.strip():
+            self._tutor_asked = frame.heard.rstrip().endswith("?")
 
     async def process(self, frame: DataFrame) -> None:
         if not isinstance(frame, AudioIn):
@@ -66,6 +106,8 @@ class EndpointingStage(Stage):
 
     def _on_frame(self, chunk: bytes, at: float) -> None:
         detector = self._detector
+        if self._evidence is not None:
+            self._apply_policy()
         signal = detector.process(self._vad.is_speech(chunk))
         self._frame_times.append((detector.frames_seen, at))
         if detector.in_speech or signal is TurnSignal.END_OF_TURN:
@@ -83,8 +125,11 @@ class EndpointingStage(Stage):
         if signal is TurnSignal.SPEECH_START:
             self._on_speech_start()
         elif signal is TurnSignal.PAUSE and listening is not None:
-            self.push(Paused(listening, self._utterance_audio()))
+            audio = self._utterance_audio()
+            self.push(Paused(listening, audio))
+            self._start_pause(audio)
         elif signal is TurnSignal.RESUME and listening is not None:
+            self._end_pause()
             self.push(Resumed(listening))
         elif signal is TurnSignal.END_OF_TURN:
             self._on_end_of_turn()
@@ -95,6 +140,51 @@ class EndpointingStage(Stage):
                 self._on_end_of_turn()
             else:
                 self._maybe_partial()
+
+    # ------------------------------------------------------------------------- turn policy
+
+    def _start_pause(self, audio: np.ndarray) -> None:
+        self._end_pause()
+        # The Paused frame just pushed starts a speculative transcription.
+        self._evidence = Evidence(tutor_asked=self._tutor_asked, awaiting_transcript=True)
+        if self._turn_model is not None and self._config.adaptive:
+            self._scoring = asyncio.get_running_loop().create_task(self._score(self._pause, audio))
+        self._apply_policy()
+
+    def _end_pause(self) -> None:
+        self._pause += 1
+        self._evidence = None
+        self._thinking_sent = self._prompted = False
+        self._detector.end_silence_ms = self._config.end_of_turn_silence_ms
+
+    async def _score(self, pause: int, audio: np.ndarray) -> None:
+        assert self._turn_model is not None
+        try:
+            # It decides when a waiting student is answered: as urgent as the answer itself.
+            with work_scope(Priority(Urgency.NOW)):
+                completion = await self._turn_model.completion(audio)
+        except EngineError as exc:
+            log.warning("turn model failed; this pause is judged without it: %s", exc)
+            return
+        if pause == self._pause and self._evidence is not None:
+            self._evidence.completion = completion
+
+    def _apply_policy(self) -> None:
+        """Let the policy set the silence that ends the turn, and tell the client what it does."""
+        assert self._evidence is not None
+        decision = self._policy.decide(self._evidence)
+        detector = self._detector
+        detector.end_silence_ms = decision.commit_at_ms
+        listening = self._turns.listening
+        if listening is None:
+            return
+        if decision.thinking and not self._thinking_sent:
+            self._thinking_sent = True
+            self.push(TurnThinking(listening.id, decision.prompt_at_ms or decision.commit_at_ms))
+        prompt_at = decision.prompt_at_ms
+        if prompt_at is not None and not self._prompted and detector.silence_ms >= prompt_at:
+            self._prompted = True
+            self.push(TurnPrompt(listening.id, self._config.patience_prompt))
 
     def _on_speech_start(self) -> None:
         carry = self._turns.continue_last(self._first_frame, self._config.frame_ms)
@@ -115,12 +205,17 @@ class EndpointingStage(Stage):
         self._first_frame = carry.first_frame
 
     def _on_end_of_turn(self) -> None:
+        self._end_pause()
         listening, self._turns.listening = self._turns.listening, None
         if listening is None:
             return
         detector = self._detector
         self.push(SpeechStopped(listening.id, detector.last_voiced_end * self._config.frame_ms))
-        self.push(EndOfTurn(listening, self._utterance_audio(), self._arrival_of(detector.last_voiced_end), self._clock()))
+        self.push(
+            EndOfTurn(
+                listening, self._utterance_audio(), self._arrival_of(detector.last_voiced_end), self._clock()
+            )
+        )
         # Kept until the reply is heard: if the student goes on before that, the turn continues.
         self._turns.carry = Carry(listening, bytes(self._utterance), self._first_frame, detector.frames_seen)
         self._utterance = bytearray()
@@ -142,6 +237,11 @@ class EndpointingStage(Stage):
         self._last_partial_frame = self._detector.frames_seen
         recent = self._utterance[-PARTIAL_WINDOW_S * PIPELINE_SAMPLE_RATE * 2 :]
         self.push(PartialAudio(listening, pcm16_to_float(bytes(recent)), len(recent) == len(self._utterance)))
+
+    async def stop(self) -> None:
+        if self._scoring is not None:
+            self._scoring.cancel()
+        await super().stop()
 
     def _arrival_of(self, frame_index: int) -> float:
         for index, arrived in reversed(self._frame_times):

@@ -20,6 +20,7 @@ from pipelines.control import (
     AttemptDiscarded,
     AttemptEnded,
     EndOfTurn,
+    HeardSoFar,
     Mark,
     Out,
     PartialAudio,
@@ -138,6 +139,9 @@ class TranscriptionStage(Stage):
                 return
             self._meter(attempt, stt, control.served_by)
             text = result.text
+            if not attempt.committed and attempt.listening is not None:
+                # Still a pause: the words' punctuation helps the turn policy decide.
+                self.push(HeardSoFar(attempt.listening, text))
         self.push(Mark(attempt, "transcript", self._clock()))
         self.push(Transcript(attempt, text, TranscriptSource.SPEECH))
 

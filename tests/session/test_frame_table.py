@@ -21,6 +21,8 @@ from pipelines.frames import (
     TranscriptFinal,
     TranscriptPartial,
     TurnDone,
+    TurnPrompt,
+    TurnThinking,
     TurnUsage,
 )
 from tests.session.conftest import SERVER_MESSAGES
@@ -31,6 +33,8 @@ CONTEXT = outbound.Context(out_rate=24_000)
 SAMPLES = [
     SpeechStarted("turn-1", 120),
     SpeechStopped("turn-1", 900),
+    TurnThinking("turn-1", 3000),
+    TurnPrompt("turn-1", "Take your time."),
     TranscriptPartial("turn-1", "what is"),
     TranscriptFinal("turn-1", "what is two plus two", "speech"),
     ReplyTextDelta("turn-1", "Four"),

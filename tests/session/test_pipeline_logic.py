@@ -69,7 +69,7 @@ async def test_a_spoken_turn_runs_from_speech_to_reply_audio():
     await pipeline.aclose()
     kinds = [type(e) for e in events]
     assert kinds.index(SpeechStarted) < kinds.index(SpeechStopped) < kinds.index(TranscriptFinal)
-    assert done.status == "completed" and done.user_text == "what is two plus two"
+    assert done.status == "completed" and done.user_text == "What is two plus two?"
     assert done.reply_text == "Good question. What do you think?"
     assert {"endpointing_ms", "stt_ms", "llm_first_token_ms", "voice_to_voice_ms"} <= set(done.latency_ms)
     assert done.usage.tts_chars == len("Good question.") + len("What do you think?")

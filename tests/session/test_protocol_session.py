@@ -10,7 +10,9 @@ import asyncio
 import json
 
 from pipelines.frames import Interrupted, PipelineError
-from tests.session.conftest import FakeHub, new_session, scripted_engines, send
+from pipelines.pipeline import Engines
+from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT
+from tests.session.conftest import FakeHub, QuickTTS, new_session, scripted_engines, send
 
 
 async def _ask(session, wire, text: str = "What is two plus two?") -> dict:
@@ -129,7 +131,7 @@ async def test_decoded_audio_from_a_transport_is_dropped_until_the_session_start
     await send(session, type="session.start")
     session.on_audio_16k(b"\x10\x00" * 16 * 600 + bytes(32 * 900))
     done = await wire.until("turn.done")
-    assert done["user_text"] == "what is two plus two" and done["status"] == "completed"
+    assert done["user_text"] == "What is two plus two?" and done["status"] == "completed"
     assert wire.log.count("speech.started") == 1
     await session.close()
 
@@ -211,3 +213,30 @@ async def test_input_after_session_end_is_ignored(session_wire):
     await session.on_bytes(b"\x00")
     session.on_audio_16k(b"\x10\x00" * 1600)
     assert len(wire.messages) == count and wire.log[-1] == "session.ended"
+
+
+async def test_a_thinking_pause_and_the_declared_prompt_reach_the_client_as_published():
+    engines = Engines(LoudnessVAD(), ScriptedSTT("Seven times eight is"), ScriptedLLM("Good."), QuickTTS())
+    session, wire = new_session(engines)
+    turn = {"patience_ms": 600, "patience_action": "prompt", "max_silence_ms": 1500}
+    await send(session, type="session.start", turn=turn)
+    pcm = b"\x10\x00" * 16 * 600 + bytes(32 * 900)
+    for i in range(0, len(pcm), 960):  # 30 ms frames at 10x real time: the transcript lands meanwhile
+        session.on_audio_16k(pcm[i : i + 960])
+        await asyncio.sleep(0.003)
+    thinking = await wire.until("turn.thinking")
+    prompt = await wire.until("turn.prompt")
+    assert thinking["patience_ms"] == 600 and prompt["text"] == "Take your time."
+    assert wire.log.index("turn.thinking") < wire.log.index("turn.prompt")
+    assert "reply.audio.started" not in wire.log  # silent while waiting: no filler either
+    session.on_audio_16k(bytes(32 * 900))
+    assert (await wire.until("turn.done"))["status"] == "completed"
+    wire.assert_valid()
+    await session.close()
+
+
+async def test_turn_options_outside_their_limits_are_refused_at_session_start():
+    session, wire = new_session()
+    await send(session, type="session.start", turn={"patience_ms": 10})
+    assert wire.errors() == ["invalid_message"]
+    await session.close()

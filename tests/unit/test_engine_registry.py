@@ -111,3 +111,27 @@ def test_reading_the_registry_and_options_imports_no_backend_package():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_turn_model_is_an_engine_kind_with_its_own_options_and_extra():
+    spec = spec_for("turn", "smart-turn")
+    assert spec.extra == "smart-turn" and spec.local and "pipecat" in spec.requires
+    assert spec.validate_options({"threads": 2}).threads == 2
+    with pytest.raises(EngineOptionsError, match="smart-turn.*unknown option"):
+        spec.validate_options({"window": 8})
+
+
+def test_a_missing_turn_model_names_the_extra(monkeypatch, tmp_path):
+    from models import smart_turn
+
+    monkeypatch.setattr(smart_turn.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelNotInstalledError, match="smart-turn"):
+        smart_turn.bundled_model_path()
+
+
+def test_the_turn_model_may_be_turned_off_but_not_misnamed(monkeypatch):
+    monkeypatch.setenv("CONVERGIO_ENGINES__TURN", "none")
+    assert Settings().engines.turn == "none"
+    monkeypatch.setenv("CONVERGIO_ENGINES__TURN", "smartturn-typo")
+    with pytest.raises(ValidationError, match="unknown turn engine"):
+        Settings()

@@ -1,0 +1,99 @@
+"""The turn policy: has the student finished, or are they thinking? Pure: evidence in, a decision
+out, so every rule is tested without audio or engines.
+
+Silence alone is a poor judge: a complete question deserves an answer in about 200 ms, a child
+stopping mid-sentence to think deserves seconds. The evidence:
+- a turn-completion score of the audio so far (an audio model such as Smart Turn), taken once
+  the student pauses;
+- Whisper's own punctuation of the speculative transcript (a sentence that ends without a full
+  stop, or with a comma or an ellipsis, is not finished);
+- whether the tutor has just asked a question (finding an answer takes longer).
+
+Any known signal saying "not finished" wins: cutting a learner off costs more than a few hundred
+milliseconds. "Finished" also waits for the transcript on its way: the answer cannot start before
+the words exist anyway, so hearing them first costs no time to the answer. With no evidence yet
+the fixed end-of-turn silence applies, as before the policy.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from pipelines.config import TurnConfig
+
+
+class Verdict(enum.Enum):
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    UNKNOWN = "unknown"
+
+
+@dataclass(slots=True)
+class Evidence:
+    """What is known about the current pause."""
+
+    completion: float | None = None  # P(finished) from a turn model; None: not (yet) scored
+    transcript: str | None = None  # the speculative transcript of the utterance so far
+    tutor_asked: bool = False  # the last reply the student heard ended with a question
+    awaiting_transcript: bool = False  # the speculative transcript is on its way
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    commit_at_ms: int  # silence at which the turn ends
+    thinking: bool  # waiting out a thinking pause: stay silent, tell the client
+    prompt_at_ms: int | None = None  # silence at which to say the gentle prompt, if any
+
+
+_FINISHED = (".", "?", "!")
+_UNFINISHED = (",", "...", "…", "-", ";", ":")
+
+
+def punctuation_verdict(text: str) -> Verdict:
+    """Whisper punctuates what it hears: a full stop, question or exclamation mark ends a sentence;
+    a comma, an ellipsis, a dash or no mark at all leaves it open."""
+    words = text.strip().strip("\"'")
+    if not words:
+        return Verdict.UNKNOWN
+    if words.endswith(_UNFINISHED):
+        return Verdict.INCOMPLETE
+    return Verdict.COMPLETE if words.endswith(_FINISHED) else Verdict.INCOMPLETE
+
+
+class TurnPolicy:
+    def __init__(self, config: TurnConfig) -> None:
+        self.config = config
+
+    def verdict(self, evidence: Evidence) -> Verdict:
+        cfg = self.config
+        votes: list[Verdict] = []
+        if evidence.completion is not None:
+            complete = evidence.completion >= cfg.completion_threshold
+            votes.append(Verdict.COMPLETE if complete else Verdict.INCOMPLETE)
+        if cfg.use_punctuation and evidence.transcript is not None:
+            votes.append(punctuation_verdict(evidence.transcript))
+        if Verdict.INCOMPLETE in votes:
+            return Verdict.INCOMPLETE
+        if Verdict.COMPLETE not in votes or (cfg.use_punctuation and evidence.awaiting_transcript):
+            return Verdict.UNKNOWN
+        return Verdict.COMPLETE
+
+    def patience_ms(self, evidence: Evidence) -> int:
+        cfg = self.config
+        return cfg.question_patience_ms if evidence.tutor_asked else cfg.patience_ms
+
+    def decide(self, evidence: Evidence) -> Decision:
+        cfg = self.config
+        if not cfg.adaptive:
+            return Decision(Verdict.UNKNOWN, cfg.end_of_turn_silence_ms, thinking=False)
+        verdict = self.verdict(evidence)
+        if verdict is Verdict.COMPLETE:
+            return Decision(verdict, min(cfg.commit_silence_ms, cfg.max_silence_ms), thinking=False)
+        if verdict is Verdict.UNKNOWN:
+            return Decision(verdict, min(cfg.end_of_turn_silence_ms, cfg.max_silence_ms), thinking=False)
+        patience = min(self.patience_ms(evidence), cfg.max_silence_ms)
+        if cfg.patience_action == "prompt" and patience < cfg.max_silence_ms:
+            return Decision(verdict, cfg.max_silence_ms, thinking=True, prompt_at_ms=patience)
+        return Decision(verdict, patience, thinking=True)

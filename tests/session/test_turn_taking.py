@@ -1,0 +1,139 @@
+"""Turn-taking through the whole pipeline, on scripted engines: when the turn ends is the turn
+policy's decision, from a scripted completion score, the transcript's punctuation and whether the
+tutor just asked a question. Silence here is audio time: frames are pushed at 10x real time."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pipelines.agent import TutorAgent
+from pipelines.config import PipelineConfig, TurnConfig
+from pipelines.frames import ReplyAudio, SpeechStarted, TranscriptFinal, TurnDone, TurnPrompt, TurnThinking
+from pipelines.personas import PERSONAS
+from pipelines.pipeline import Engines, Pipeline
+from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ScriptedTurn, ToneTTS
+
+FALLBACK_MS = 1500  # the fixed silence that ends a turn when nothing else is known
+
+
+def _speech(ms: int) -> bytes:
+    return b"\x10\x00" * (16 * ms)
+
+
+def _silence(ms: int) -> bytes:
+    return bytes(32 * ms)
+
+
+async def _make(
+    score: float | None, *, text: str = "What is two plus two?", reply: str = "Four.", **turn: object
+) -> tuple[Pipeline, list]:
+    events: list = []
+
+    async def sink(event) -> None:
+        events.append(event)
+
+    model = ScriptedTurn(score) if score is not None else None
+    engines = Engines(
+        LoudnessVAD(), ScriptedSTT(text), ScriptedLLM(reply, token_delay_s=0.001), ToneTTS(), turn=model
+    )
+    config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=0, **turn)  # type: ignore[arg-type]
+    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config)), events
+
+
+async def _stream(pipeline: Pipeline, pcm: bytes, chunk_ms: int = 30) -> None:
+    step = 32 * chunk_ms
+    for i in range(0, len(pcm), step):
+        pipeline.push_audio(pcm[i : i + step])
+        await asyncio.sleep(chunk_ms / 10_000)
+
+
+async def _settle() -> None:
+    await asyncio.sleep(0.15)
+
+
+def _count(events: list, kind: type) -> int:
+    return sum(isinstance(e, kind) for e in events)
+
+
+async def test_a_complete_utterance_is_committed_well_before_the_fixed_fallback_silence():
+    pipeline, events = await _make(score=0.9)
+    await _stream(pipeline, _speech(600) + _silence(450))  # under a third of the fallback
+    await _settle()
+    assert _count(events, TranscriptFinal) == 1
+    assert _count(events, TurnThinking) == 0
+    assert pipeline.engines.turn.calls == 1  # scored once, at the pause
+    await pipeline.aclose()
+
+
+async def test_a_thinking_pause_is_waited_out_in_silence_and_the_turn_goes_on():
+    pipeline, events = await _make(score=0.1, text="What is two plus")
+    await _stream(pipeline, _speech(600) + _silence(2400))  # longer than any fixed silence used to be
+    await _settle()
+    thinking = [e for e in events if isinstance(e, TurnThinking)]
+    assert len(thinking) == 1 and thinking[0].patience_ms == 3000
+    assert _count(events, TranscriptFinal) == 0 and _count(events, ReplyAudio) == 0  # no reply, no filler
+    await _stream(pipeline, _speech(500) + _silence(3200))  # the student goes on, then really stops
+    await _settle()
+    assert _count(events, SpeechStarted) == 1 and _count(events, TranscriptFinal) == 1
+    await pipeline.aclose()
+
+
+async def test_the_patience_ends_a_turn_nobody_finished():
+    pipeline, events = await _make(score=0.1, text="What is two plus")
+    await _stream(pipeline, _speech(600) + _silence(3150))
+    await _settle()
+    assert _count(events, TranscriptFinal) == 1
+    await pipeline.aclose()
+
+
+async def test_after_a_tutor_question_the_patience_is_longer_than_the_default():
+    pipeline, events = await _make(score=0.1, text="Is it", reply="What is seven times eight?")
+    await pipeline.submit_text("help me with times tables")
+    for _ in range(500):
+        if _count(events, TurnDone):
+            break
+        await asyncio.sleep(0.01)
+    await _stream(pipeline, _speech(600) + _silence(600))
+    await _settle()
+    thinking = [e for e in events if isinstance(e, TurnThinking)]
+    assert len(thinking) == 1
+    assert thinking[0].patience_ms == TurnConfig().question_patience_ms > TurnConfig().patience_ms
+    await pipeline.aclose()
+
+
+async def test_when_the_patience_runs_out_the_declared_prompt_is_sent_and_the_tutor_keeps_listening():
+    pipeline, events = await _make(
+        score=0.1, text="What is two plus", patience_action="prompt", patience_ms=1000, max_silence_ms=2500
+    )
+    await _stream(pipeline, _speech(600) + _silence(1300))
+    await _settle()
+    prompts = [e for e in events if isinstance(e, TurnPrompt)]
+    assert [p.text for p in prompts] == ["Take your time."]
+    assert _count(events, TranscriptFinal) == 0
+    await _stream(pipeline, _silence(1300))  # past the maximum silence: the turn ends
+    await _settle()
+    assert _count(events, TranscriptFinal) == 1 and _count(events, TurnPrompt) == 1
+    await pipeline.aclose()
+
+
+async def test_without_a_turn_model_whisper_punctuation_decides():
+    finished, events = await _make(score=None, text="Fifty six.")
+    await _stream(finished, _speech(600) + _silence(450))
+    await _settle()
+    assert _count(events, TranscriptFinal) == 1
+    await finished.aclose()
+    unfinished, events = await _make(score=None, text="Fifty")
+    await _stream(unfinished, _speech(600) + _silence(1800))
+    await _settle()
+    assert _count(events, TranscriptFinal) == 0 and _count(events, TurnThinking) == 1
+    await unfinished.aclose()
+
+
+async def test_the_speculative_answer_is_reused_at_the_policys_commit():
+    pipeline, events = await _make(score=0.9)
+    await _stream(pipeline, _speech(600) + _silence(450))
+    await _settle()
+    assert _count(events, TranscriptFinal) == 1
+    assert pipeline.engines.stt.calls == 1  # transcribed in the pause, confirmed, not redone
+    assert len(pipeline.engines.llm.requests) == 1
+    await pipeline.aclose()

@@ -1,0 +1,82 @@
+"""The turn policy: finished or thinking, from the evidence of one pause."""
+
+from __future__ import annotations
+
+from pipelines.config import TurnConfig
+from pipelines.turn_policy import Evidence, TurnPolicy, Verdict, punctuation_verdict
+
+CONFIG = TurnConfig()
+POLICY = TurnPolicy(CONFIG)
+
+
+def test_a_finished_utterance_is_answered_after_a_short_silence():
+    decision = POLICY.decide(Evidence(completion=0.9, transcript="What is seven times eight?"))
+    assert decision.verdict is Verdict.COMPLETE and not decision.thinking
+    assert decision.commit_at_ms == CONFIG.commit_silence_ms < CONFIG.end_of_turn_silence_ms
+
+
+def test_a_thinking_pause_gets_the_patience_and_the_tutor_says_it_is_waiting():
+    decision = POLICY.decide(Evidence(completion=0.1))
+    assert decision.verdict is Verdict.INCOMPLETE and decision.thinking
+    assert decision.commit_at_ms == CONFIG.patience_ms == 3000
+
+
+def test_right_after_a_tutor_question_the_patience_is_longer():
+    default = POLICY.decide(Evidence(completion=0.1)).commit_at_ms
+    after_question = POLICY.decide(Evidence(completion=0.1, tutor_asked=True)).commit_at_ms
+    assert after_question == CONFIG.question_patience_ms > default
+
+
+def test_any_signal_saying_unfinished_wins_over_one_saying_finished():
+    assert POLICY.verdict(Evidence(completion=0.9, transcript="I think it is, um,")) is Verdict.INCOMPLETE
+    assert POLICY.verdict(Evidence(completion=0.2, transcript="Fifty six.")) is Verdict.INCOMPLETE
+
+
+def test_with_no_evidence_yet_the_fixed_silence_applies():
+    decision = POLICY.decide(Evidence())
+    assert decision.verdict is Verdict.UNKNOWN and decision.commit_at_ms == CONFIG.end_of_turn_silence_ms
+
+
+def test_whisper_punctuation_alone_decides_when_there_is_no_turn_model():
+    assert POLICY.verdict(Evidence(transcript="Fifty six.")) is Verdict.COMPLETE
+    assert POLICY.verdict(Evidence(transcript="the answer is")) is Verdict.INCOMPLETE
+    assert TurnPolicy(TurnConfig(use_punctuation=False)).verdict(Evidence(transcript="x.")) is Verdict.UNKNOWN
+
+
+def test_punctuation_reads_open_endings_as_unfinished():
+    assert punctuation_verdict("Is it eight?") is Verdict.COMPLETE
+    assert punctuation_verdict('He said "stop."') is Verdict.COMPLETE
+    for open_ended in ("Well, I think...", "Seven times eight is…", "First,", "and then -", "the"):
+        assert punctuation_verdict(open_ended) is Verdict.INCOMPLETE, open_ended
+    assert punctuation_verdict("  ") is Verdict.UNKNOWN
+
+
+def test_the_threshold_is_the_models_own_decision_point():
+    assert CONFIG.completion_threshold == 0.5
+    assert POLICY.verdict(Evidence(completion=0.5)) is Verdict.COMPLETE
+    assert POLICY.verdict(Evidence(completion=0.49)) is Verdict.INCOMPLETE
+
+
+def test_the_prompt_action_speaks_up_at_the_patience_and_waits_until_the_maximum_silence():
+    policy = TurnPolicy(TurnConfig(patience_action="prompt", patience_ms=2000, max_silence_ms=6000))
+    decision = policy.decide(Evidence(completion=0.1))
+    assert decision.thinking and decision.prompt_at_ms == 2000 and decision.commit_at_ms == 6000
+
+
+def test_no_pause_outlasts_the_maximum_silence():
+    policy = TurnPolicy(TurnConfig(question_patience_ms=20_000, max_silence_ms=7000))
+    assert policy.decide(Evidence(completion=0.0, tutor_asked=True)).commit_at_ms == 7000
+
+
+def test_without_the_adaptive_policy_the_end_of_turn_is_a_fixed_silence():
+    policy = TurnPolicy(TurnConfig(adaptive=False, end_of_turn_silence_ms=700))
+    for evidence in (Evidence(completion=0.99), Evidence(completion=0.0)):
+        decision = policy.decide(evidence)
+        assert decision.commit_at_ms == 700 and not decision.thinking
+
+
+def test_finished_waits_for_the_words_on_their_way_but_unfinished_does_not():
+    waiting = Evidence(completion=0.9, awaiting_transcript=True)
+    assert POLICY.verdict(waiting) is Verdict.UNKNOWN  # the answer needs the words anyway
+    assert POLICY.verdict(Evidence(completion=0.1, awaiting_transcript=True)) is Verdict.INCOMPLETE
+    assert TurnPolicy(TurnConfig(use_punctuation=False)).verdict(waiting) is Verdict.COMPLETE
