@@ -124,6 +124,16 @@ def repeats_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4, sh
     return any(len(grams & word_ngrams(text)) / len(grams) >= share for text in earlier)
 
 
+def opens_like_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4) -> bool:
+    """Too short for `repeats_earlier` to judge, yet every word pair of it comes from one earlier
+    reply: a repeat starts exactly like this, so it is worth a few more words before speaking.
+    An ordinary opening costs nothing: it is spoken at once."""
+    if len(word_ngrams(partial)) >= min_ngrams:
+        return False
+    pairs = word_ngrams(partial, 2)
+    return bool(pairs) and any(pairs <= word_ngrams(text, 2) for text in earlier)
+
+
 def overlaps(text: str, reference: str, *, n: int = 6) -> bool:
     """Shares a run of `n` words with `reference` (e.g. the system prompt)."""
     return bool(word_ngrams(text, n) & word_ngrams(reference, n))

@@ -48,7 +48,7 @@ from pipelines.frames import (
 from pipelines.processor import Stage
 from pipelines.safety import neutralise
 from pipelines.safety.guard import ReplyGuard, record
-from pipelines.spoken import SpokenStyle, repeats_earlier
+from pipelines.spoken import SpokenStyle, opens_like_earlier, repeats_earlier
 from pipelines.turn import Attempt, Turns
 
 log = logging.getLogger(__name__)
@@ -258,14 +258,29 @@ class ReplyStage(Stage):
         limit = None
         first_token = first_draw
 
-        def accept(pieces: list[str]) -> _Outcome | None:
+        held: list[str] = []  # a short first piece that opens like an earlier reply, not yet judged
+
+        def accept(pieces: list[str], *, last: bool = False) -> _Outcome | None:
             nonlocal limit
             for raw in pieces:
                 piece = _unlisted(raw)
                 if not piece:
                     continue
-                if repeats_earlier(" ".join([*spoken, piece]), earlier) or repeats_earlier(piece, spoken):
+                text = " ".join([*spoken, *held, piece])
+                if repeats_earlier(text, earlier) or repeats_earlier(piece, spoken):
                     return _Outcome.REPEATED
+                if not spoken and opens_like_earlier(text, earlier):
+                    held.append(piece)  # the first piece is short: judge it with a few more words
+                    continue
+                if (outcome := speak([*held, piece])) is not None:
+                    return outcome
+            if last and held:  # the reply ended before it could be judged: it is not a repeat
+                return speak(list(held))
+            return None
+
+        def speak(ready: list[str]) -> _Outcome | None:
+            held.clear()
+            for piece in ready:
                 spoken.append(piece)
                 if not queue(piece):
                     return _Outcome.DONE  # the safety layer ended the reply
@@ -291,7 +306,7 @@ class ReplyStage(Stage):
             if spoken and request.usage.completion_tokens >= request.max_tokens:
                 # Cut off by the token limit mid-sentence: a spoken fragment sounds broken.
                 rest = [p for p in rest if _ENDS_SENTENCE.search(p)]
-            return accept(rest) or _Outcome.DONE
+            return accept(rest, last=True) or _Outcome.DONE
 
     async def _prefill(self, request: PrefillRequest) -> None:
         try:

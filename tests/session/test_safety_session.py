@@ -188,7 +188,8 @@ async def test_a_spoken_turn_is_screened_once_even_when_answered_speculatively_i
         events.append(event)
 
     text = STUDENT_SAYS[SafetyCategory.SELF_HARM]
-    engines = Engines(LoudnessVAD(), ScriptedSTT(text), ScriptedLLM("Sure."), RecordingTTS())
+    # Said as a finished sentence, so the turn policy answers after a short silence.
+    engines = Engines(LoudnessVAD(), ScriptedSTT(text + "."), ScriptedLLM("Sure."), RecordingTTS())
     turn = TurnConfig(end_of_turn_silence_ms=300, speculation_silence_ms=150, partial_interval_ms=0)
     pipeline = Pipeline(engines, TutorAgent(PERSONA), sink, PipelineConfig(turn=turn, playback_lead_ms=100))
     # A pause long enough to start answering, then more speech (that attempt is thrown away), then the end.
