@@ -10,12 +10,9 @@ model is never asked), and each piece is screened before it becomes a `Sentence`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import enum
 import logging
-import re
-import zlib
 from collections.abc import Callable
+from functools import partial
 
 from models.base import EngineError, GenerationRequest, LanguageModel, call_scope
 from models.scheduling import Priority, Urgency, work_scope
@@ -31,6 +28,14 @@ from pipelines.control import (
     Sentence,
     Transcript,
     Usage,
+)
+from pipelines.drafting import (
+    BASE_TEMPERATURE,
+    REDRAW_TEMPERATURE_STEP,
+    REDRAWS,
+    Outcome,
+    compose,
+    reply_seed,
 )
 from pipelines.frames import (
     DataFrame,
@@ -48,34 +53,9 @@ from pipelines.frames import (
 from pipelines.processor import Stage
 from pipelines.safety import neutralise
 from pipelines.safety.guard import ReplyGuard, record
-from pipelines.spoken import SpokenStyle, opens_like_earlier, repeats_earlier
 from pipelines.turn import Attempt, Turns
 
 log = logging.getLogger(__name__)
-
-# A reply that repeats an earlier one is drawn again this many times, then replaced by a short
-# question that brings the student back in.
-REDRAWS = 1
-BASE_TEMPERATURE = 0.4
-REDRAW_TEMPERATURE_STEP = 0.3
-_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]]*$")
-_LEADING_MARKER = re.compile(r"^(?:[-*\u2022+]|\d{1,2}[.)])(?:\s+|$)")
-
-
-class _Outcome(enum.Enum):
-    DONE = "done"
-    REPEATED = "repeated"
-
-
-def reply_seed(turn_id: str, attempt: int, draw: int) -> int:
-    """The sampler's seed for one draw of one turn: reproducible, and different per draw."""
-    return zlib.crc32(f"{turn_id}/{attempt}/{draw}".encode())
-
-
-def _unlisted(piece: str) -> str:
-    """A piece as spoken: a list marker the chunker split off ("2.") or left in front is dropped."""
-    return _LEADING_MARKER.sub("", piece).strip()
-
 
 class ReplyStage(Stage):
     name = "reply"
@@ -212,10 +192,12 @@ class ReplyStage(Stage):
                     )
                     requests.append(request)
                     sentences = persona.max_sentences
-                    outcome = await self._compose(
-                        attempt, request, earlier, queue, max_sentences=sentences, first_draw=draw == 0
+                    first_token = partial(self._mark, attempt, "llm_first_token") if draw == 0 else None
+                    outcome = await compose(
+                        self._llm, request, earlier, queue, max_sentences=sentences,
+                        shorten=lambda: attempt.shorten, on_first_token=first_token,
                     )
-                    if outcome is not _Outcome.REPEATED or not attempt.live:
+                    if outcome is not Outcome.REPEATED or not attempt.live:
                         break
                     if emitted:  # part of it was already spoken: no redraw, just bring the student back in
                         queue(self.agent.re_engage(earlier))
@@ -240,73 +222,8 @@ class ReplyStage(Stage):
                 self.push(Usage(attempt.turn_id, attempt, kind, amount, engine))
         self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
 
-    async def _compose(
-        self,
-        attempt: Attempt,
-        request: GenerationRequest,
-        earlier: list[str],
-        queue: Callable[[str], bool],
-        *,
-        max_sentences: int,
-        first_draw: bool,
-    ) -> _Outcome:
-        """Stream one draw of the reply into spoken pieces and queue them, unless it repeats an
-        earlier reply: nothing of a repeating draw is queued while it can still be redrawn."""
-        style = SpokenStyle()
-        chunker = SentenceChunker()
-        spoken: list[str] = []
-        limit = None
-        first_token = first_draw
-
-        held: list[str] = []  # a short first piece that opens like an earlier reply, not yet judged
-
-        def accept(pieces: list[str], *, last: bool = False) -> _Outcome | None:
-            nonlocal limit
-            for raw in pieces:
-                piece = _unlisted(raw)
-                if not piece:
-                    continue
-                text = " ".join([*spoken, *held, piece])
-                if repeats_earlier(text, earlier) or repeats_earlier(piece, spoken):
-                    return _Outcome.REPEATED
-                if not spoken and opens_like_earlier(text, earlier):
-                    held.append(piece)  # the first piece is short: judge it with a few more words
-                    continue
-                if (outcome := speak([*held, piece])) is not None:
-                    return outcome
-            if last and held:  # the reply ended before it could be judged: it is not a repeat
-                return speak(list(held))
-            return None
-
-        def speak(ready: list[str]) -> _Outcome | None:
-            held.clear()
-            for piece in ready:
-                spoken.append(piece)
-                if not queue(piece):
-                    return _Outcome.DONE  # the safety layer ended the reply
-                if sum(bool(_ENDS_SENTENCE.search(p)) for p in spoken) >= max_sentences:
-                    return _Outcome.DONE
-                if limit is not None and len(spoken) >= limit:
-                    return _Outcome.DONE
-            return None
-
-        async with contextlib.aclosing(self._llm.stream(request)) as stream:
-            async for delta in stream:
-                if first_token:
-                    first_token = False
-                    self.push(Mark(attempt, "llm_first_token", self._clock()))
-                ready = chunker.push(style.push(delta))
-                if attempt.shorten and limit is None:
-                    # Budget action "shorten": speak what there is now and end after one more.
-                    ready += [] if ready else chunker.flush()
-                    limit = len(spoken) + len(ready) + 1
-                if (outcome := accept(ready)) is not None:
-                    return outcome  # leaving the stream stops the generation after this token
-            rest = chunker.push(style.flush()) + chunker.flush()
-            if spoken and request.usage.completion_tokens >= request.max_tokens:
-                # Cut off by the token limit mid-sentence: a spoken fragment sounds broken.
-                rest = [p for p in rest if _ENDS_SENTENCE.search(p)]
-            return accept(rest, last=True) or _Outcome.DONE
+    def _mark(self, attempt: Attempt, name: str) -> None:
+        self.push(Mark(attempt, name, self._clock()))
 
     async def _prefill(self, request: PrefillRequest) -> None:
         try:
