@@ -175,7 +175,8 @@ async def test_llm_fallback_chain_answers_from_the_second_engine(real_engines, b
     assert done.status == "completed" and done.reply_text
     assert failures == ["error" if broken == "fails" else "deadline"]
     misses = [(m.stage, m.action) for m in session.of(BudgetMiss)]
-    assert misses == ([] if broken == "fails" else [("llm_first_token", "fallback")])
+    if broken == "goes_silent":  # the deadline, not an error, moved the turn on
+        assert misses == [("llm_first_token", "fallback")]
     assert done.usage.providers["llm"] == f"{real_engines.llm.info.provider}/{real_engines.llm.info.model}"
     # The failed provider now sits out its cooldown: the next turn goes straight to the second.
     failures.clear()
