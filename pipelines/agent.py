@@ -64,8 +64,9 @@ class TutorAgent:
         if self.history_tokens() > self.max_history_tokens or len(self.history) > self.max_exchanges:
             # Forget in one big step, not one exchange per turn: a window that slides every turn
             # changes the prompt's start each time, and the LLM must then re-read all of it
-            # instead of reusing its cached prefix. Half the budget leaves room for several turns.
-            tokens, exchanges = self.max_history_tokens // 2, self.max_exchanges // 2
+            # instead of reusing its cached prefix. What is kept must be read again once (~8 ms a
+            # token here), so keep little: a quarter of the budget, the last exchange or two.
+            tokens, exchanges = self.max_history_tokens // 4, self.max_exchanges // 4
             while len(self.history) > 1 and (self.history_tokens() > tokens or len(self.history) > exchanges):
                 del self.history[0]
 

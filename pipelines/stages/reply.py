@@ -30,7 +30,7 @@ from pipelines.frames import (
     UsageKind,
 )
 from pipelines.processor import Stage
-from pipelines.spoken import SpokenStyle, repeats_earlier
+from pipelines.spoken import SpokenStyle, near_duplicate, repeats_earlier
 from pipelines.turn import Attempt, Turns
 
 log = logging.getLogger(__name__)
@@ -218,7 +218,12 @@ class ReplyStage(Stage):
                 piece = _unlisted(raw)
                 if not piece:
                     continue
-                if repeats_earlier(" ".join([*spoken, piece]), earlier) or repeats_earlier(piece, spoken):
+                so_far = " ".join([*spoken, piece])
+                if (
+                    repeats_earlier(so_far, earlier)
+                    or any(near_duplicate(so_far, old) for old in earlier)  # a short reply said again
+                    or repeats_earlier(piece, spoken)
+                ):
                     return _Outcome.REPEATED
                 spoken.append(piece)
                 queue(piece)

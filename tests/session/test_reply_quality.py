@@ -88,3 +88,12 @@ async def test_a_model_that_says_nothing_still_gets_the_student_an_answer():
     done, captions, _ = await _ask(pipeline, events, "hello")
     await pipeline.aclose()
     assert done.reply_text in PERSONAS["maths"].re_engage and captions == [done.reply_text]
+
+
+async def test_a_short_reply_said_again_word_for_word_is_a_repeat_too():
+    llm = ScriptedLLM("No, you don't know.")
+    pipeline, events = await _make(llm)
+    await _ask(pipeline, events, "I don't know.")
+    second, _, _ = await _ask(pipeline, events, "Oh, forty two?")
+    await pipeline.aclose()
+    assert second.reply_text in PERSONAS["maths"].re_engage
