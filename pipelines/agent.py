@@ -16,6 +16,13 @@ from models.base import ChatMessage
 from pipelines.personas import Persona
 from pipelines.spoken import near_duplicate
 
+# Used once a persona's own re-engaging questions have all been heard lately.
+_ANY_SUBJECT_RE_ENGAGE = (
+    "What would you try first?",
+    "Can you tell me what you think so far?",
+    "What part is tricky for you?",
+)
+
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token for English text with BPE vocabularies (SmolLM2, Qwen,
@@ -80,10 +87,10 @@ class TutorAgent:
     def re_engage(self, earlier: list[str]) -> str:
         """A short question that brings the student back in, when the model could only repeat
         itself; never one the student has just heard."""
-        lines = self.persona.re_engage
+        lines = (*self.persona.re_engage, *_ANY_SUBJECT_RE_ENGAGE)
         for offset in range(len(lines)):
             line = lines[(self._reengaged + offset) % len(lines)]
-            if not any(near_duplicate(line, old, threshold=0.3) or line == old for old in earlier):
+            if not any(near_duplicate(line, old, threshold=0.3) or line in old for old in earlier):
                 self._reengaged += offset + 1
                 return line
         self._reengaged += 1

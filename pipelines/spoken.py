@@ -124,6 +124,15 @@ def repeats_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4, sh
     return any(len(grams & word_ngrams(text)) / len(grams) >= share for text in earlier)
 
 
+def opens_like(first_piece: str, earlier: list[str], *, min_words: int = 3) -> bool:
+    """The first piece of a reply is how an earlier reply began, word for word: a tutor that
+    opens every reply with the same sentence has begun to collapse, however short it is."""
+    words = _WORD.findall(first_piece.lower())
+    if len(words) < min_words:
+        return False
+    return any(_WORD.findall(old.lower())[: len(words)] == words for old in earlier)
+
+
 def overlaps(text: str, reference: str, *, n: int = 6) -> bool:
     """Shares a run of `n` words with `reference` (e.g. the system prompt)."""
     return bool(word_ngrams(text, n) & word_ngrams(reference, n))

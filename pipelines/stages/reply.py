@@ -30,7 +30,7 @@ from pipelines.frames import (
     UsageKind,
 )
 from pipelines.processor import Stage
-from pipelines.spoken import SpokenStyle, near_duplicate, repeats_earlier
+from pipelines.spoken import SpokenStyle, near_duplicate, opens_like, repeats_earlier
 from pipelines.turn import Attempt, Turns
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,8 @@ class ReplyStage(Stage):
                     continue
                 so_far = " ".join([*spoken, piece])
                 if (
-                    repeats_earlier(so_far, earlier)
+                    (not spoken and opens_like(piece, earlier))  # "every reply began with the same sentence"
+                    or repeats_earlier(so_far, earlier)
                     or any(near_duplicate(so_far, old) for old in earlier)  # a short reply said again
                     or repeats_earlier(piece, spoken)
                 ):
