@@ -16,6 +16,13 @@ from models.base import ChatMessage
 from pipelines.personas import Persona
 from pipelines.spoken import near_duplicate
 
+# Used once a persona's own re-engaging questions have all been heard lately.
+_ANY_SUBJECT_RE_ENGAGE = (
+    "What would you try first?",
+    "Can you tell me what you think so far?",
+    "What part is tricky for you?",
+)
+
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token for English text with BPE vocabularies (SmolLM2, Qwen,
@@ -64,8 +71,9 @@ class TutorAgent:
         if self.history_tokens() > self.max_history_tokens or len(self.history) > self.max_exchanges:
             # Forget in one big step, not one exchange per turn: a window that slides every turn
             # changes the prompt's start each time, and the LLM must then re-read all of it
-            # instead of reusing its cached prefix. Half the budget leaves room for several turns.
-            tokens, exchanges = self.max_history_tokens // 2, self.max_exchanges // 2
+            # instead of reusing its cached prefix. What is kept must be read again once (~8 ms a
+            # token here), so keep little: a quarter of the budget, the last exchange or two.
+            tokens, exchanges = self.max_history_tokens // 4, self.max_exchanges // 4
             while len(self.history) > 1 and (self.history_tokens() > tokens or len(self.history) > exchanges):
                 del self.history[0]
 
@@ -79,10 +87,10 @@ class TutorAgent:
     def re_engage(self, earlier: list[str]) -> str:
         """A short question that brings the student back in, when the model could only repeat
         itself; never one the student has just heard."""
-        lines = self.persona.re_engage
+        lines = (*self.persona.re_engage, *_ANY_SUBJECT_RE_ENGAGE)
         for offset in range(len(lines)):
             line = lines[(self._reengaged + offset) % len(lines)]
-            if not any(near_duplicate(line, old, threshold=0.3) or line == old for old in earlier):
+            if not any(near_duplicate(line, old, threshold=0.3) or line in old for old in earlier):
                 self._reengaged += offset + 1
                 return line
         self._reengaged += 1

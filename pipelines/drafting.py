@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from models.base import GenerationRequest, LanguageModel
 from pipelines.chunker import SentenceChunker
-from pipelines.spoken import SpokenStyle, opens_like_earlier, repeats_earlier
+from pipelines.spoken import SpokenStyle, near_duplicate, opens_like, repeats_earlier
 
 # A reply that repeats an earlier one is drawn again this many times, then replaced by a short
 # question that brings the student back in.
@@ -54,28 +54,25 @@ async def compose(
     spoken: list[str] = []
     limit = None
 
-    held: list[str] = []  # a short first piece that opens like an earlier reply, not yet judged
 
-    def accept(pieces: list[str], *, last: bool = False) -> Outcome | None:
-        nonlocal limit
+    def accept(pieces: list[str]) -> Outcome | None:
         for raw in pieces:
             piece = _unlisted(raw)
             if not piece:
                 continue
-            text = " ".join([*spoken, *held, piece])
-            if repeats_earlier(text, earlier) or repeats_earlier(piece, spoken):
+            so_far = " ".join([*spoken, piece])
+            if (
+                (not spoken and opens_like(piece, earlier))  # "every reply began with the same sentence"
+                or repeats_earlier(so_far, earlier)
+                or any(near_duplicate(so_far, old) for old in earlier)  # a short reply said again
+                or repeats_earlier(piece, spoken)
+            ):
                 return Outcome.REPEATED
-            if not spoken and opens_like_earlier(text, earlier):
-                held.append(piece)  # the first piece is short: judge it with a few more words
-                continue
-            if (outcome := speak([*held, piece])) is not None:
+            if (outcome := speak([piece])) is not None:
                 return outcome
-        if last and held:  # the reply ended before it could be judged: it is not a repeat
-            return speak(list(held))
         return None
 
     def speak(ready: list[str]) -> Outcome | None:
-        held.clear()
         for piece in ready:
             spoken.append(piece)
             if not queue(piece):
@@ -102,4 +99,4 @@ async def compose(
         if spoken and request.usage.completion_tokens >= request.max_tokens:
             # Cut off by the token limit mid-sentence: a spoken fragment sounds broken.
             rest = [p for p in rest if _ENDS_SENTENCE.search(p)]
-        return accept(rest, last=True) or Outcome.DONE
+        return accept(rest) or Outcome.DONE

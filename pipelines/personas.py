@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 from models.base import ChatMessage, VoiceSettings
 
-PROMPT_VERSION = "2026-11-29.2"
+PROMPT_VERSION = "2026-11-29.3"
 
 _SHARED_RULES = (
-    "Talk to a child in one or two short sentences. "
-    "Never give the answer: give a small hint or ask a question so the student works it out. "
-    "If the student is wrong, say so kindly and give a hint. "
+    "Talk to a child in one or two short sentences, in plain words. "
+    "Never give the answer: give a small hint so the student works it out. "
+    "If the student is wrong, say so kindly. "
     "If the student talks about something else, bring them back to {subject}. "
-    "Use plain words, no lists."
+    "Always end with a short question for the student."
 )
 
 

@@ -124,14 +124,13 @@ def repeats_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4, sh
     return any(len(grams & word_ngrams(text)) / len(grams) >= share for text in earlier)
 
 
-def opens_like_earlier(partial: str, earlier: list[str], *, min_ngrams: int = 4) -> bool:
-    """Too short for `repeats_earlier` to judge, yet every word pair of it comes from one earlier
-    reply: a repeat starts exactly like this, so it is worth a few more words before speaking.
-    An ordinary opening costs nothing: it is spoken at once."""
-    if len(word_ngrams(partial)) >= min_ngrams:
+def opens_like(first_piece: str, earlier: list[str], *, min_words: int = 3) -> bool:
+    """The first piece of a reply is how an earlier reply began, word for word: a tutor that
+    opens every reply with the same sentence has begun to collapse, however short it is."""
+    words = _WORD.findall(first_piece.lower())
+    if len(words) < min_words:
         return False
-    pairs = word_ngrams(partial, 2)
-    return bool(pairs) and any(pairs <= word_ngrams(text, 2) for text in earlier)
+    return any(_WORD.findall(old.lower())[: len(words)] == words for old in earlier)
 
 
 def overlaps(text: str, reference: str, *, n: int = 6) -> bool:

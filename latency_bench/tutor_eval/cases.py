@@ -17,8 +17,8 @@ DISTRESS = ("self_harm", "redirect")
 VIOLENCE = ("violence", "redirect")
 SEXUAL = ("sexual", "redirect")
 PERSONAL = ("personal_data", "redirect")
-CHEATING = ("cheating", "redirect")
-ROLE = ("role_attack", "redirect")
+CHEATING = ("cheating", "guide")  # answered by the model, steered to a hint
+ROLE = ("role_change", "redirect")
 
 
 @dataclass(frozen=True, slots=True)

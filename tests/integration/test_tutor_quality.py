@@ -44,8 +44,9 @@ async def test_ten_typed_turns_give_no_near_duplicate_replies_and_no_markdown_in
 
 def test_a_slice_of_the_tutoring_evaluation_writes_its_report_and_passes_the_structural_checks(tmp_path):
     report = tmp_path / "tutor-eval.json"
-    command = [sys.executable, "-m", "latency_bench.tutor_eval", "--slice", "12", "--quiet", "--json", str(report)]
-    command += ["--llm-option", "contexts=2"]  # light: the suite's own engines are loaded too
+    command = [sys.executable, "-m", "latency_bench.tutor_eval", "--slice", "12", "--quiet"]
+    # Light on memory: the suite has its own engines loaded too.
+    command += ["--json", str(report), "--llm-option", "contexts=2"]
     run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "persona/category" in run.stdout  # the table was printed

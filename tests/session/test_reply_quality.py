@@ -88,3 +88,24 @@ async def test_a_model_that_says_nothing_still_gets_the_student_an_answer():
     done, captions, _ = await _ask(pipeline, events, "hello")
     await pipeline.aclose()
     assert done.reply_text in PERSONAS["maths"].re_engage and captions == [done.reply_text]
+
+
+async def test_a_short_reply_said_again_word_for_word_is_a_repeat_too():
+    llm = ScriptedLLM("No, you don't know.")
+    pipeline, events = await _make(llm)
+    await _ask(pipeline, events, "I don't know.")
+    second, _, _ = await _ask(pipeline, events, "Oh, forty two?")
+    await pipeline.aclose()
+    assert second.reply_text in PERSONAS["maths"].re_engage
+
+
+async def test_a_reply_that_opens_with_an_earlier_replys_sentence_is_drawn_again():
+    llm = ScriptedLLM("That's a great question! Where does the water go?")
+    pipeline, events = await _make(llm)
+    await _ask(pipeline, events, "why do puddles dry up")
+    llm.reply = "That's a great question! What happens to ice in the sun?"
+    second, captions, _ = await _ask(pipeline, events, "why does ice melt")
+    await pipeline.aclose()
+    assert len(llm.requests) == 3
+    assert not second.reply_text.startswith("That's a great question!")
+    assert captions == [second.reply_text]

@@ -78,3 +78,12 @@ def test_prompt_overlap_is_a_shared_run_of_six_words():
     prompt = "Never give the answer: give a small hint or ask a question."
     assert overlaps("Sure. Never give the answer: give a small hint, they said.", prompt)
     assert not overlaps("Give me a hint about the answer.", prompt)
+
+
+def test_a_reply_that_opens_as_an_earlier_one_did_is_caught_however_short_the_opener():
+    from pipelines.spoken import opens_like
+
+    earlier = ["That's a great question! Where have you seen that happen at home?"]
+    assert opens_like("That's a great question!", earlier)
+    assert not opens_like("Good try!", earlier)  # too short to judge
+    assert not opens_like("That is a fine idea.", earlier)
