@@ -10,9 +10,11 @@ stopping mid-sentence to think deserves seconds. The evidence:
 - whether the tutor has just asked a question (finding an answer takes longer).
 
 Any known signal saying "not finished" wins: cutting a learner off costs more than a few hundred
-milliseconds. "Finished" also waits for the transcript on its way: the answer cannot start before
-the words exist anyway, so hearing them first costs no time to the answer. With no evidence yet
-the fixed end-of-turn silence applies, as before the policy.
+milliseconds. No verdict is reached while evidence that was asked for is still on its way (a busy
+machine delays the score and the transcript): the answer cannot start before the words exist
+anyway, so hearing them first costs the answer nothing, and a late score must not let a fixed
+silence cut the learner off. Evidence that never comes is waited for up to the patience. With no
+evidence coming at all (no turn model, no transcript) the fixed end-of-turn silence applies.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pipelines.config import TurnConfig
 class Verdict(enum.Enum):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"
-    UNKNOWN = "unknown"
+    PENDING = "pending"  # evidence is on its way: wait for it
+    UNKNOWN = "unknown"  # no evidence is coming
 
 
 @dataclass(slots=True)
@@ -37,6 +40,7 @@ class Evidence:
     transcript: str | None = None  # the speculative transcript of the utterance so far
     tutor_asked: bool = False  # the last reply the student heard ended with a question
     awaiting_transcript: bool = False  # the speculative transcript is on its way
+    awaiting_completion: bool = False  # the turn model's score is on its way
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +80,9 @@ class TurnPolicy:
             votes.append(punctuation_verdict(evidence.transcript))
         if Verdict.INCOMPLETE in votes:
             return Verdict.INCOMPLETE
-        if Verdict.COMPLETE not in votes or (cfg.use_punctuation and evidence.awaiting_transcript):
-            return Verdict.UNKNOWN
-        return Verdict.COMPLETE
+        if evidence.awaiting_completion or (cfg.use_punctuation and evidence.awaiting_transcript):
+            return Verdict.PENDING
+        return Verdict.COMPLETE if Verdict.COMPLETE in votes else Verdict.UNKNOWN
 
     def patience_ms(self, evidence: Evidence) -> int:
         cfg = self.config
@@ -94,6 +98,8 @@ class TurnPolicy:
         if verdict is Verdict.UNKNOWN:
             return Decision(verdict, min(cfg.end_of_turn_silence_ms, cfg.max_silence_ms), thinking=False)
         patience = min(self.patience_ms(evidence), cfg.max_silence_ms)
+        if verdict is Verdict.PENDING:
+            return Decision(verdict, max(patience, cfg.end_of_turn_silence_ms), thinking=False)
         if cfg.patience_action == "prompt" and patience < cfg.max_silence_ms:
             return Decision(verdict, cfg.max_silence_ms, thinking=True, prompt_at_ms=patience)
         return Decision(verdict, patience, thinking=True)

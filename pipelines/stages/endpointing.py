@@ -148,6 +148,7 @@ class EndpointingStage(Stage):
         # The Paused frame just pushed starts a speculative transcription.
         self._evidence = Evidence(tutor_asked=self._tutor_asked, awaiting_transcript=True)
         if self._turn_model is not None and self._config.adaptive:
+            self._evidence.awaiting_completion = True
             self._scoring = asyncio.get_running_loop().create_task(self._score(self._pause, audio))
         self._apply_policy()
 
@@ -165,9 +166,10 @@ class EndpointingStage(Stage):
                 completion = await self._turn_model.completion(audio)
         except EngineError as exc:
             log.warning("turn model failed; this pause is judged without it: %s", exc)
-            return
+            completion = None
         if pause == self._pause and self._evidence is not None:
             self._evidence.completion = completion
+            self._evidence.awaiting_completion = False
 
     def _apply_policy(self) -> None:
         """Let the policy set the silence that ends the turn, and tell the client what it does."""

@@ -130,6 +130,8 @@ async def test_decoded_audio_from_a_transport_is_dropped_until_the_session_start
     session.on_audio_16k(b"\x10\x00" * 1600)  # a microphone streaming before session.start
     await send(session, type="session.start")
     session.on_audio_16k(b"\x10\x00" * 16 * 600 + bytes(32 * 900))
+    await asyncio.sleep(0.1)  # the transcript of the pause lands; the microphone goes on
+    session.on_audio_16k(bytes(32 * 300))
     done = await wire.until("turn.done")
     assert done["user_text"] == "What is two plus two?" and done["status"] == "completed"
     assert wire.log.count("speech.started") == 1

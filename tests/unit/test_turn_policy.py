@@ -77,6 +77,12 @@ def test_without_the_adaptive_policy_the_end_of_turn_is_a_fixed_silence():
 
 def test_finished_waits_for_the_words_on_their_way_but_unfinished_does_not():
     waiting = Evidence(completion=0.9, awaiting_transcript=True)
-    assert POLICY.verdict(waiting) is Verdict.UNKNOWN  # the answer needs the words anyway
+    assert POLICY.verdict(waiting) is Verdict.PENDING  # the answer needs the words anyway
     assert POLICY.verdict(Evidence(completion=0.1, awaiting_transcript=True)) is Verdict.INCOMPLETE
     assert TurnPolicy(TurnConfig(use_punctuation=False)).verdict(waiting) is Verdict.COMPLETE
+
+
+def test_a_late_score_is_waited_for_not_overtaken_by_the_fixed_silence():
+    decision = POLICY.decide(Evidence(awaiting_completion=True, transcript="Fifty six."))
+    assert decision.verdict is Verdict.PENDING and not decision.thinking
+    assert decision.commit_at_ms == CONFIG.patience_ms > CONFIG.end_of_turn_silence_ms
