@@ -104,12 +104,14 @@ class VoiceClient:
         *,
         persona: str | None = None,
         end_of_turn_silence_ms: int | None = None,
+        turn_options: dict[str, Any] | None = None,
         frame_ms: int = 20,
         on_message: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.url = url
         self.persona = persona
         self.end_of_turn_silence_ms = end_of_turn_silence_ms
+        self.turn_options = turn_options or {}  # more of session.start's "turn" (see the protocol)
         self.frame_ms = frame_ms
         self.on_message = on_message
         self.messages: list[dict[str, Any]] = []
@@ -133,8 +135,10 @@ class VoiceClient:
         start: dict[str, Any] = {"type": "session.start", "input_audio": {"sample_rate": SAMPLE_RATE}}
         if self.persona:
             start["persona"] = self.persona
-        if self.end_of_turn_silence_ms:
-            start["turn"] = {"end_of_turn_silence_ms": self.end_of_turn_silence_ms}
+        if self.end_of_turn_silence_ms or self.turn_options:
+            start["turn"] = {**self.turn_options}
+            if self.end_of_turn_silence_ms:
+                start["turn"]["end_of_turn_silence_ms"] = self.end_of_turn_silence_ms
         await self._ws.send(json.dumps(start))
         self.started = json.loads(await self._ws.recv())
         self._record(self.started)
