@@ -13,7 +13,7 @@ COPY latency_bench ./latency_bench
 COPY web_client ./web_client
 # A portable llama.cpp build: -march=native would tie the image to the build host's CPU.
 ENV CMAKE_ARGS="-DGGML_NATIVE=OFF"
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[smart-turn]"
 
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
@@ -21,7 +21,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 tutor
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels convergio-voice && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links=/wheels "convergio-voice[smart-turn]" && rm -rf /wheels
 USER tutor
 ENV CONVERGIO_HOST=0.0.0.0 \
     CONVERGIO_PORT=8765 \
