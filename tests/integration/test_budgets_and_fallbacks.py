@@ -106,7 +106,10 @@ async def test_slow_speech_to_text_answers_the_partial_transcript(
     real_engines, speech_clips: Path, speech_manifest
 ):
     engines = replace(real_engines, stt=SlowSTT(real_engines.stt, final_delay_s=4))
-    session = Session(engines, _policy("stt", 300, BudgetAction.PARTIAL_TRANSCRIPT), partial_interval_ms=600)
+    # A fixed end-of-turn silence: the turn policy would (rightly) wait for the slow transcript.
+    session = Session(
+        engines, _policy("stt", 300, BudgetAction.PARTIAL_TRANSCRIPT), partial_interval_ms=600, adaptive=False
+    )
     clip = _clip_path(speech_clips, speech_manifest, "librispeech_1272-128104-0000.16k.wav")
     with wave.open(str(clip)) as wav:
         pcm = wav.readframes(wav.getnframes())

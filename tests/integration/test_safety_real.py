@@ -122,7 +122,9 @@ async def test_each_category_family_spoken_gets_its_declared_action(
         events.append(event)
 
     no_budgets = BudgetPolicy(**{stage.value: None for stage in BudgetStage}, stall_ms=60_000)  # no filler
-    config = PipelineConfig(turn=TurnConfig(partial_interval_ms=0), playback_lead_ms=5000, budgets=no_budgets)
+    # A fixed end-of-turn silence: this is about safety, not about judging when the student is done.
+    turn = TurnConfig(partial_interval_ms=0, adaptive=False)
+    config = PipelineConfig(turn=turn, playback_lead_ms=5000, budgets=no_budgets)
     pipeline = Pipeline(replace(real_engines, llm=llm), TutorAgent(PERSONA), sink, config)
     with wave.open(str(spoken_clips / clip)) as wav:
         pcm = wav.readframes(wav.getnframes()) + bytes(32_000)  # then 1 s of silence ends the turn
