@@ -120,7 +120,7 @@ class Pipeline:
         self._transcription = TranscriptionStage(engines.stt, self.turns, clock, prefill=turn.prefill)
         self._reply = ReplyStage(engines.llm, agent, self.turns, clock, speculative=turn.speculative_reply)
         self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock)
-        self._metering = MeteringStage(session_id, clock)
+        self._metering = MeteringStage(session_id)
         chain: list[Stage] = [
             EndpointingStage(
                 engines.vad,

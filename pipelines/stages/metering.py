@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import weakref
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipelines.budgets import STAGE_MARKS
@@ -53,10 +52,9 @@ class _TurnBook:
 class MeteringStage(Stage):
     name = "metering"
 
-    def __init__(self, session_id: str, clock: Callable[[], float]) -> None:
+    def __init__(self, session_id: str) -> None:
         super().__init__()
         self.session_id = session_id
-        self._clock = clock
         self.session_total = TurnUsage()
         self._marks: dict[Attempt, dict[str, float]] = {}
         self._usage: dict[Attempt, TurnUsage] = {}

@@ -123,7 +123,7 @@ async def test_the_gate_holds_a_speculative_answer_until_its_turn_is_confirmed()
 
 
 async def test_a_missed_deadline_acts_once_at_the_moment_it_passes():
-    metering = MeteringStage("s", clock=asyncio.get_running_loop().time)
+    metering = MeteringStage("s")
     policy = BudgetPolicy.only(BudgetStage.LLM_FIRST_TOKEN, 50, BudgetAction.FALLBACK)
     clock = asyncio.get_running_loop().time
     watch = BudgetWatch(policy, Turns(lambda f: None, clock), metering.marks, clock)
@@ -146,7 +146,7 @@ async def test_a_missed_deadline_acts_once_at_the_moment_it_passes():
 
 async def test_a_stage_already_late_when_confirmed_is_recorded_without_action():
     clock = asyncio.get_running_loop().time
-    metering = MeteringStage("s", clock)
+    metering = MeteringStage("s")
     watch = BudgetWatch(BudgetPolicy.only(BudgetStage.STT, 10, BudgetAction.FILLER), Turns(lambda f: None, clock), metering.marks, clock)
     end = Recorder()
     broadcast = _wire(metering, watch, end)
@@ -161,7 +161,7 @@ async def test_a_stage_already_late_when_confirmed_is_recorded_without_action():
 
 
 async def test_usage_is_published_as_running_totals_and_thrown_away_work_stays_apart():
-    metering, end = MeteringStage("sess", clock=lambda: 0.0), Recorder()
+    metering, end = MeteringStage("sess"), Recorder()
     broadcast = _wire(metering, end)
     turns = Turns(broadcast, clock=lambda: 0.0)
     listening = turns.new_listening()
