@@ -51,16 +51,25 @@ def turns_dir(tmp_root: Path) -> Path:
     return synthesise_pauses(tmp_root / "synthetic-turns")
 
 
-def _speak(text: str):  # -> np.ndarray of 16 kHz PCM16
+def spoken(text: str):  # -> np.ndarray of 16 kHz float32
+    """Piper speech with its sampling noise off: the same words give the same audio on every run,
+    so a test that hears it never depends on the luck of one rendering."""
     import numpy as np
     import soxr
+    from piper.config import SynthesisConfig
 
     from models.piper_tts import PiperTTS
 
     voice = PiperTTS()._voice  # noqa: SLF001 - test-time synthesis only
-    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text)])
-    audio16 = soxr.resample(audio, voice.config.sample_rate, 16_000)
-    return (np.clip(audio16, -1, 1) * 32767).astype("<i2")
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    audio = np.concatenate([c.audio_float_array for c in voice.synthesize(text, syn_config=steady)])
+    return soxr.resample(audio, voice.config.sample_rate, 16_000).astype(np.float32)
+
+
+def _speak(text: str):  # -> np.ndarray of 16 kHz PCM16
+    import numpy as np
+
+    return (np.clip(spoken(text), -1, 1) * 32767).astype("<i2")
 
 
 def _write(path: Path, pcm) -> None:
