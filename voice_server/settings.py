@@ -5,6 +5,9 @@ Example: CONVERGIO_PORT=9000, CONVERGIO_TURN__END_OF_TURN_SILENCE_MS=900.
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -118,6 +121,34 @@ class WebRtcSettings(BaseModel):
     inbound_timeout_s: float = Field(5.0, gt=0)  # a peer that sends no audio this long has vanished
 
 
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "convergio-voice"
+
+
+class StorageSettings(BaseModel):
+    """Where durable state (the usage ledger) lives.
+
+    Example: CONVERGIO_STORAGE__DATA_DIR=/var/lib/convergio, or for production
+    CONVERGIO_STORAGE__URL=postgresql+asyncpg://user:pass@db/convergio.
+    """
+
+    # The embedded SQLite database is a file here, created on first `serve`.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # A SQLAlchemy async URL; unset means SQLite in data_dir.
+    url: str | None = None
+    # Names this server's in-flight turns, so a restart settles its own and not a replica's.
+    instance: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    # The ledger writes usage off the audio path, at most this often.
+    flush_interval_s: float = Field(0.25, gt=0, le=10)
+    # Distinct usage keys waiting to be written before a warning (none is ever dropped).
+    max_pending: int = Field(10_000, ge=1)
+
+    @property
+    def database_url(self) -> str:
+        return self.url or f"sqlite+aiosqlite:///{self.data_dir / 'convergio.db'}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVERGIO_", env_nested_delimiter="__")
 
@@ -133,6 +164,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     budgets: BudgetPolicy = BudgetPolicy()
     webrtc: WebRtcSettings = WebRtcSettings()
+    storage: StorageSettings = StorageSettings()
     log_level: str = "info"
 
     @field_validator("default_persona")
