@@ -136,6 +136,7 @@ class WebRtcPeer:
             self._send_text,
             self._send_bytes,
             observe=manager.metrics.observe,
+            ledger=manager.ledger,
             clear_audio=self.out_track.clear,
             on_started=slot.session_started,
             fixed_input_rate=16_000,
@@ -241,12 +242,19 @@ class WebRtcPeer:
 
 class WebRtcManager:
     def __init__(
-        self, settings: Settings, hub: EngineHub, metrics: VoiceMetrics, admission: Admission
+        self,
+        settings: Settings,
+        hub: EngineHub,
+        metrics: VoiceMetrics,
+        admission: Admission,
+        *,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
         self.admission = admission
+        self.ledger = ledger
         self.peers: dict[str, WebRtcPeer] = {}
         if settings.webrtc.host_addresses:
             use_host_addresses(settings.webrtc.host_addresses)
