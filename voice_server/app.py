@@ -19,6 +19,7 @@ from pipelines.personas import PERSONAS
 from voice_server import __version__
 from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.engines import EngineHub
+from voice_server.ledger.api import router as usage_router
 from voice_server.ledger.writer import UsageLedger
 from voice_server.loop_monitor import watch_loop_lag
 from voice_server.metrics import VoiceMetrics
@@ -146,6 +147,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
         await serve_websocket(websocket, settings, hub, admission, metrics, ledger=ledger)
+
+    app.include_router(usage_router)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")
