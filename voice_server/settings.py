@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry import EngineOptionsError, spec_by_key, spec_for
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
+from voice_server.ledger.prices import PriceTable
 
 KINDS = ("vad", "stt", "llm", "tts")
 # Kinds the pipeline runs without: a missing turn model leaves the turn policy its other evidence.
@@ -149,6 +151,27 @@ class StorageSettings(BaseModel):
         return self.url or f"sqlite+aiosqlite:///{self.data_dir / 'convergio.db'}"
 
 
+class BillingSettings(BaseModel):
+    """Example: CONVERGIO_BILLING__PRICE_TABLE=/etc/convergio/prices.toml (see voice_server/ledger/prices.py)."""
+
+    # Without a table the usage endpoints report exact units only, no cost.
+    price_table: Path | None = None
+
+    @field_validator("price_table")
+    @classmethod
+    def _table_loads(cls, path: Path | None) -> Path | None:
+        """A price table with a mistake stops the start, not the first bill."""
+        if path is not None:
+            try:
+                PriceTable.load(path)
+            except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+                raise ValueError(f"cannot use the price table {path}: {exc}") from None
+        return path
+
+    def load_prices(self) -> PriceTable | None:
+        return None if self.price_table is None else PriceTable.load(self.price_table)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVERGIO_", env_nested_delimiter="__")
 
@@ -165,6 +188,7 @@ class Settings(BaseSettings):
     budgets: BudgetPolicy = BudgetPolicy()
     webrtc: WebRtcSettings = WebRtcSettings()
     storage: StorageSettings = StorageSettings()
+    billing: BillingSettings = BillingSettings()
     log_level: str = "info"
 
     @field_validator("default_persona")

@@ -1,4 +1,5 @@
-"""HTTP: what the ledger holds, per session and per time range. Exact units; cost comes later."""
+"""HTTP: what the ledger holds, per session and per time range: exact units, and their cost where
+the server has a price table."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.frames import UsageKind
 from voice_server.ledger import repository
+from voice_server.ledger.prices import PriceTable, bill
 from voice_server.ledger.records import TurnState, UsageTotal
 from voice_server.ledger.writer import UsageLedger
 
@@ -25,23 +27,44 @@ class UsageLine(BaseModel):
     model: str
     speculative: bool = Field(description="work thrown away (discarded speculation, prefill), still paid for")
     units: int = Field(ge=0, description="ms for *_ms kinds, tokens, or characters")
+    cost_minor_units: int | None = Field(
+        None, description="this line's cost in the currency's minor unit; null without a price"
+    )
+
+
+class Cost(BaseModel):
+    currency: str
+    total_minor_units: int = Field(ge=0)
+    complete: bool = Field(description="false when some line has no price: the total is then a lower bound")
 
 
 class SessionUsage(BaseModel):
     session_id: str
     turns: dict[TurnState, int] = Field(description="how many of the session's turns are in each state")
     usage: list[UsageLine]
+    cost: Cost | None = Field(None, description="null when the server has no price table")
 
 
 class UsageSummary(BaseModel):
     start: datetime
     end: datetime
     usage: list[UsageLine]
+    cost: Cost | None = Field(None, description="null when the server has no price table")
 
 
-def _lines(totals: list[UsageTotal]) -> list[UsageLine]:
-    return [UsageLine(kind=t.kind, provider=t.provider, model=t.model, speculative=t.speculative, units=t.units)
-            for t in totals]
+def _priced(request: Request, totals: list[UsageTotal]) -> tuple[list[UsageLine], Cost | None]:
+    prices: PriceTable | None = getattr(request.app.state, "prices", None)
+    if prices is None:
+        lines = [UsageLine(kind=t.kind, provider=t.provider, model=t.model, speculative=t.speculative,
+                           units=t.units) for t in totals]
+        return lines, None
+    result = bill(prices, totals)
+    lines = [
+        UsageLine(kind=line.usage.kind, provider=line.usage.provider, model=line.usage.model,
+                  speculative=line.usage.speculative, units=line.usage.units, cost_minor_units=line.minor_units)
+        for line in result.lines
+    ]
+    return lines, Cost(currency=result.currency, total_minor_units=result.total_minor_units, complete=result.complete)
 
 
 def _ledger(request: Request) -> UsageLedger:
@@ -77,7 +100,8 @@ async def session_usage(session_id: str, request: Request) -> SessionUsage | JSO
     counts: dict[TurnState, int] = {}
     for state in turns.values():
         counts[state] = counts.get(state, 0) + 1
-    return SessionUsage(session_id=session_id, turns=counts, usage=_lines(totals))
+    lines, cost = _priced(request, totals)
+    return SessionUsage(session_id=session_id, turns=counts, usage=lines, cost=cost)
 
 
 @router.get(
@@ -96,7 +120,8 @@ async def usage_summary(
         return _error(400, "invalid_range", f"start must be before end, at most {MAX_RANGE.days} days apart.")
     ledger = _ledger(request)
     await ledger.flush()
-    return UsageSummary(start=start, end=end, usage=_lines(await repository.totals_between(ledger.engine, start, end)))
+    lines, cost = _priced(request, await repository.totals_between(ledger.engine, start, end))
+    return UsageSummary(start=start, end=end, usage=lines, cost=cost)
 
 
 def _utc(moment: datetime) -> datetime:
