@@ -221,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check which engines and models are installed and load")
     doctor.add_argument("--load", action="store_true", help="also load engines that are not configured")
     doctor.set_defaults(func=_doctor)
-    db = sub.add_parser("db", help="the database: CONVERGIO_STORAGE__URL, or SQLite in CONVERGIO_STORAGE__DATA_DIR")
+    db = sub.add_parser(
+        "db", help="the database: CONVERGIO_STORAGE__URL, or SQLite in CONVERGIO_STORAGE__DATA_DIR"
+    )
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the schema migrations this version ships (back up first)")
     db_sub.add_parser("current", help="show the schema revision; exit 1 if an upgrade is needed")

@@ -152,7 +152,8 @@ class StorageSettings(BaseModel):
 
 
 class BillingSettings(BaseModel):
-    """Example: CONVERGIO_BILLING__PRICE_TABLE=/etc/convergio/prices.toml (see voice_server/ledger/prices.py)."""
+    """Example: CONVERGIO_BILLING__PRICE_TABLE=/etc/convergio/prices.toml (format:
+    voice_server/ledger/prices.py)."""
 
     # Without a table the usage endpoints report exact units only, no cost.
     price_table: Path | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,8 +19,15 @@ from voice_server.store.engine import create_engine
 
 
 def metric(
-    amount: int, *, turn: str = "turn_1", attempt: int = 1, kind: UsageKind = UsageKind.LLM_COMPLETION_TOKENS,
-    session: str = "sess_a", provider: str = "llama-cpp", model: str = "smollm2", speculative: bool = False,
+    amount: int,
+    *,
+    turn: str = "turn_1",
+    attempt: int = 1,
+    kind: UsageKind = UsageKind.LLM_COMPLETION_TOKENS,
+    session: str = "sess_a",
+    provider: str = "llama-cpp",
+    model: str = "smollm2",
+    speculative: bool = False,
 ) -> UsageMetric:
     return UsageMetric(session, turn, attempt, kind, provider, model, amount, speculative)
 
@@ -30,16 +38,21 @@ def turn_done(turn: str = "turn_1") -> TurnDone:
 
 def one_turn(session: str = "sess_a", turn: str = "turn_1") -> list[UsageMetric]:
     """What metering reports for a turn: running totals per key, in order."""
+    whisper: dict[str, Any] = {
+        "provider": "faster-whisper",
+        "model": "tiny.en",
+        "session": session,
+        "turn": turn,
+    }
+    piper: dict[str, Any] = {"provider": "piper", "model": "joe-medium", "session": session, "turn": turn}
     return [
-        metric(320, kind=UsageKind.STT_PARTIAL_AUDIO_MS, attempt=0, provider="faster-whisper", model="tiny.en",
-               session=session, turn=turn),
-        metric(640, kind=UsageKind.STT_PARTIAL_AUDIO_MS, attempt=0, provider="faster-whisper", model="tiny.en",
-               session=session, turn=turn),
-        metric(1500, kind=UsageKind.STT_AUDIO_MS, provider="faster-whisper", model="tiny.en", session=session, turn=turn),
+        metric(320, kind=UsageKind.STT_PARTIAL_AUDIO_MS, attempt=0, **whisper),
+        metric(640, kind=UsageKind.STT_PARTIAL_AUDIO_MS, attempt=0, **whisper),
+        metric(1500, kind=UsageKind.STT_AUDIO_MS, **whisper),
         metric(212, kind=UsageKind.LLM_PROMPT_TOKENS, session=session, turn=turn),
         *(metric(n, session=session, turn=turn) for n in (1, 2, 3, 7, 12)),
-        metric(40, kind=UsageKind.TTS_CHARS, provider="piper", model="joe-medium", session=session, turn=turn),
-        metric(2900, kind=UsageKind.TTS_AUDIO_MS, provider="piper", model="joe-medium", session=session, turn=turn),
+        metric(40, kind=UsageKind.TTS_CHARS, **piper),
+        metric(2900, kind=UsageKind.TTS_AUDIO_MS, **piper),
     ]
 
 
@@ -116,7 +129,9 @@ async def test_usage_is_written_as_the_turn_runs_not_at_session_end(engine: Asyn
         await ledger.aclose()
 
 
-async def test_a_turn_left_in_flight_by_a_crash_is_settled_on_restart_with_its_units(database_url: str) -> None:
+async def test_a_turn_left_in_flight_by_a_crash_is_settled_on_restart_with_its_units(
+    database_url: str,
+) -> None:
     first = create_engine(database_url)
     await migrate.ensure_schema(first)
     crashed = UsageLedger(first, instance="server-a")
@@ -149,7 +164,9 @@ async def test_a_restart_settles_only_its_own_turns_not_a_live_replicas(ledger: 
     assert await repository.session_turns(ledger.engine, "sess_b") == {"turn_1": TurnState.IN_FLIGHT}
 
 
-async def test_ending_a_session_settles_its_unreported_turns_and_writes_everything(ledger: UsageLedger) -> None:
+async def test_ending_a_session_settles_its_unreported_turns_and_writes_everything(
+    ledger: UsageLedger,
+) -> None:
     ledger.observe("sess_a", metric(5, turn="turn_1"))
     ledger.observe("sess_a", turn_done("turn_1"))
     ledger.observe("sess_a", metric(6, turn="turn_2"))  # cut off by the session's end
@@ -163,10 +180,15 @@ async def test_a_late_report_neither_reopens_a_finished_turn_nor_is_lost(ledger:
     ledger.observe("sess_a", metric(5))
     ledger.observe("sess_a", turn_done())
     await ledger.flush()
-    ledger.observe("sess_a", metric(1, kind=UsageKind.STT_AUDIO_MS, provider="faster-whisper", model="tiny.en"))
+    ledger.observe(
+        "sess_a", metric(1, kind=UsageKind.STT_AUDIO_MS, provider="faster-whisper", model="tiny.en")
+    )
     await ledger.end_session("sess_a")
     assert await repository.session_turns(ledger.engine, "sess_a") == {"turn_1": TurnState.DONE}
-    assert await totals(ledger.engine) == {("llm_completion_tokens", "llama-cpp"): 5, ("stt_audio_ms", "faster-whisper"): 1}
+    assert await totals(ledger.engine) == {
+        ("llm_completion_tokens", "llama-cpp"): 5,
+        ("stt_audio_ms", "faster-whisper"): 1,
+    }
 
 
 async def test_a_failed_write_is_retried_not_lost_nor_doubled(
@@ -195,9 +217,16 @@ async def test_usage_in_a_time_range_sums_every_session(ledger: UsageLedger) -> 
             ledger.observe(session, event)
     await ledger.flush()
     now = datetime.now(UTC)
-    summary = await repository.totals_between(ledger.engine, now - timedelta(hours=1), now + timedelta(hours=1))
-    assert {(t.kind.value, t.provider): t.units for t in summary} == {k: 2 * v for k, v in EXPECTED_TURN.items()}
-    assert await repository.totals_between(ledger.engine, now + timedelta(hours=1), now + timedelta(hours=2)) == []
+    summary = await repository.totals_between(
+        ledger.engine, now - timedelta(hours=1), now + timedelta(hours=1)
+    )
+    assert {(t.kind.value, t.provider): t.units for t in summary} == {
+        k: 2 * v for k, v in EXPECTED_TURN.items()
+    }
+    assert (
+        await repository.totals_between(ledger.engine, now + timedelta(hours=1), now + timedelta(hours=2))
+        == []
+    )
 
 
 def test_records_merge_to_the_largest_total_in_any_order() -> None:

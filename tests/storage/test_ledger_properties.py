@@ -11,7 +11,13 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from pipelines.frames import TurnDone, TurnStatus, TurnUsage, UsageKind, UsageMetric
 from voice_server.ledger import repository
@@ -47,7 +53,9 @@ class LedgerMachine(RuleBasedStateMachine):
     # ----------------------------------------------------------------------------- the model
 
     def _buffer_usage(self, metric: UsageMetric) -> None:
-        key = UsageKey(metric.session_id, metric.turn_id, metric.attempt, metric.kind, metric.provider, metric.model)
+        key = UsageKey(
+            metric.session_id, metric.turn_id, metric.attempt, metric.kind, metric.provider, metric.model
+        )
         amount, speculative = self.pending.get(key, (0, False))
         self.pending[key] = (max(amount, metric.amount), speculative or metric.speculative)
 
@@ -59,11 +67,22 @@ class LedgerMachine(RuleBasedStateMachine):
     # --------------------------------------------------------------------------------- rules
 
     @rule(
-        session=SESSIONS, turn=TURNS, attempt=st.integers(0, 2), kind=st.sampled_from(list(UsageKind)),
-        provider=st.sampled_from(["local", "azure"]), increment=st.integers(1, 10_000), speculative=st.booleans(),
+        session=SESSIONS,
+        turn=TURNS,
+        attempt=st.integers(0, 2),
+        kind=st.sampled_from(list(UsageKind)),
+        provider=st.sampled_from(["local", "azure"]),
+        increment=st.integers(1, 10_000),
+        speculative=st.booleans(),
     )
     def report(
-        self, session: int, turn: str, attempt: int, kind: UsageKind, provider: str, increment: int,
+        self,
+        session: int,
+        turn: str,
+        attempt: int,
+        kind: UsageKind,
+        provider: str,
+        increment: int,
         speculative: bool,
     ) -> None:
         session_id = self.sessions[session]
@@ -157,7 +176,9 @@ def test_the_ledger_never_loses_nor_doubles_units(database_url: str) -> None:
         run_state_machine_as_test(
             lambda: LedgerMachine(loop, engine),
             settings=settings(
-                max_examples=25, stateful_step_count=30, deadline=None,
+                max_examples=25,
+                stateful_step_count=30,
+                deadline=None,
                 suppress_health_check=[HealthCheck.too_slow],
             ),
         )

@@ -66,7 +66,9 @@ async def test_migrations_go_down_to_nothing_and_up_again(engine: AsyncEngine) -
     assert (await migrate.upgrade(engine)).state is SchemaState.CURRENT
 
 
-async def test_an_outdated_database_is_refused_until_upgraded(engine: AsyncEngine, newer_release: str) -> None:
+async def test_an_outdated_database_is_refused_until_upgraded(
+    engine: AsyncEngine, newer_release: str
+) -> None:
     await migrate.upgrade(engine, "0001")  # made by the previous release
     status = await migrate.schema_status(engine)
     assert (status.state, status.current, status.head) == (SchemaState.BEHIND, "0001", newer_release)
@@ -107,7 +109,9 @@ def test_serve_refuses_an_outdated_database_and_says_how_to_upgrade(
 
     asyncio.run(_at_revision(database_url, "0001"))
     _use_database(monkeypatch, database_url)
-    monkeypatch.setattr("uvicorn.Server.run", lambda self: pytest.fail("serve started on an outdated database"))
+    monkeypatch.setattr(
+        "uvicorn.Server.run", lambda self: pytest.fail("serve started on an outdated database")
+    )
 
     assert cli.main(["serve"]) == 2
     assert "convergio-voice db upgrade" in capsys.readouterr().err

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.session.conftest import new_session, send
 from voice_server.ledger import repository
 from voice_server.ledger.records import TurnState
 from voice_server.ledger.writer import UsageLedger
 from voice_server.store import migrate
-from tests.session.conftest import new_session, send
 
 
 @pytest.fixture
@@ -23,7 +23,9 @@ async def ledger(engine: AsyncEngine) -> AsyncIterator[UsageLedger]:
     await ledger.aclose()
 
 
-async def test_a_typed_turn_lands_in_the_ledger_with_the_usage_the_client_was_told(ledger: UsageLedger) -> None:
+async def test_a_typed_turn_lands_in_the_ledger_with_the_usage_the_client_was_told(
+    ledger: UsageLedger,
+) -> None:
     session, wire = new_session(ledger=ledger)
     await session.start()
     await send(session, type="session.start")

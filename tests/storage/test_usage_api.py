@@ -68,7 +68,10 @@ async def test_usage_over_a_time_range(api: Api) -> None:
         for event in one_turn(session=session):
             ledger.observe(session, event)
     now = datetime.now(UTC)
-    window = {"start": (now - timedelta(minutes=5)).isoformat(), "end": (now + timedelta(minutes=5)).isoformat()}
+    window = {
+        "start": (now - timedelta(minutes=5)).isoformat(),
+        "end": (now + timedelta(minutes=5)).isoformat(),
+    }
     response = await http.get("/api/v1/usage", params=window)
     assert response.status_code == 200
     tokens = [line["units"] for line in response.json()["usage"] if line["kind"] == "llm_completion_tokens"]
@@ -86,9 +89,7 @@ def test_the_served_openapi_documents_the_usage_endpoints(tmp_path: Path) -> Non
     assert "/api/v1/usage" in paths
 
 
-async def test_with_a_price_table_each_line_and_the_session_have_a_cost(
-    api: Api, tmp_path: Path
-) -> None:
+async def test_with_a_price_table_each_line_and_the_session_have_a_cost(api: Api, tmp_path: Path) -> None:
     http, ledger = api.http, api.ledger
     (tmp_path / "prices.toml").write_text(
         'currency = "EUR"\n'

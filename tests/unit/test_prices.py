@@ -47,9 +47,7 @@ def table(tmp_path: Path) -> PriceTable:
     return PriceTable.load(path)
 
 
-@pytest.mark.parametrize(
-    ("units", "cents"), [(0, 0), (1, 2), (1000, 2), (1001, 4), (61_500, 124)]
-)
+@pytest.mark.parametrize(("units", "cents"), [(0, 0), (1, 2), (1000, 2), (1001, 4), (61_500, 124)])
 def test_audio_is_priced_per_started_second(table: PriceTable, units: int, cents: int) -> None:
     price = table.find("azure-speech", "en-US", UsageKind.STT_AUDIO_MS)
     assert price is not None and price.cost(units) == cents
@@ -90,6 +88,6 @@ def test_a_price_table_with_a_mistake_is_refused(tmp_path: Path) -> None:
     path.write_text(TABLE.replace('rounding = "pro_rata_up"', 'rounding = "nearest"'))
     with pytest.raises(ValidationError, match="rounding"):
         PriceTable.load(path)
-    path.write_text(TABLE + TABLE.split("currency = \"EUR\"")[1])
+    path.write_text(TABLE + TABLE.split('currency = "EUR"')[1])
     with pytest.raises(ValidationError, match="two prices"):
         PriceTable.load(path)

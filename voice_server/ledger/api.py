@@ -55,16 +55,28 @@ class UsageSummary(BaseModel):
 def _priced(request: Request, totals: list[UsageTotal]) -> tuple[list[UsageLine], Cost | None]:
     prices: PriceTable | None = getattr(request.app.state, "prices", None)
     if prices is None:
-        lines = [UsageLine(kind=t.kind, provider=t.provider, model=t.model, speculative=t.speculative,
-                           units=t.units) for t in totals]
+        lines = [
+            UsageLine(
+                kind=t.kind, provider=t.provider, model=t.model, speculative=t.speculative, units=t.units
+            )
+            for t in totals
+        ]
         return lines, None
     result = bill(prices, totals)
     lines = [
-        UsageLine(kind=line.usage.kind, provider=line.usage.provider, model=line.usage.model,
-                  speculative=line.usage.speculative, units=line.usage.units, cost_minor_units=line.minor_units)
+        UsageLine(
+            kind=line.usage.kind,
+            provider=line.usage.provider,
+            model=line.usage.model,
+            speculative=line.usage.speculative,
+            units=line.usage.units,
+            cost_minor_units=line.minor_units,
+        )
         for line in result.lines
     ]
-    return lines, Cost(currency=result.currency, total_minor_units=result.total_minor_units, complete=result.complete)
+    return lines, Cost(
+        currency=result.currency, total_minor_units=result.total_minor_units, complete=result.complete
+    )
 
 
 def _ledger(request: Request) -> UsageLedger:

@@ -36,9 +36,16 @@ async def write(
     now = datetime.now(UTC)
     rows = [
         {
-            "session_id": r.key.session_id, "turn_id": r.key.turn_id, "attempt": r.key.attempt,
-            "kind": r.key.kind.value, "provider": r.key.provider, "model": r.key.model,
-            "amount": r.amount, "speculative": r.speculative, "recorded_at": now, "updated_at": now,
+            "session_id": r.key.session_id,
+            "turn_id": r.key.turn_id,
+            "attempt": r.key.attempt,
+            "kind": r.key.kind.value,
+            "provider": r.key.provider,
+            "model": r.key.model,
+            "amount": r.amount,
+            "speculative": r.speculative,
+            "recorded_at": now,
+            "updated_at": now,
         }
         for r in records
     ]
@@ -52,7 +59,14 @@ async def write(
             new, old = insert.excluded, usage_records.c
             await connection.execute(
                 insert.on_conflict_do_update(
-                    index_elements=[old.session_id, old.turn_id, old.attempt, old.kind, old.provider, old.model],
+                    index_elements=[
+                        old.session_id,
+                        old.turn_id,
+                        old.attempt,
+                        old.kind,
+                        old.provider,
+                        old.model,
+                    ],
                     # `amount` is a running total: keeping the largest makes any replay a no-op.
                     set_={
                         "amount": case((new.amount > old.amount, new.amount), else_=old.amount),
@@ -70,7 +84,9 @@ async def write(
                     index_elements=[old.session_id, old.turn_id],
                     set_={"status": new.status, "updated_at": new.updated_at},
                     # Forward only: a finished turn is never reopened, nor re-finished.
-                    where=and_(old.status == TurnState.IN_FLIGHT.value, new.status != TurnState.IN_FLIGHT.value),
+                    where=and_(
+                        old.status == TurnState.IN_FLIGHT.value, new.status != TurnState.IN_FLIGHT.value
+                    ),
                 ),
                 states,
             )

@@ -24,6 +24,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from voice_server.admission import Admission, Slot
 from voice_server.engines import EngineHub
+from voice_server.ledger.writer import UsageLedger
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import EndReason
 from voice_server.session import ProtocolSession

@@ -46,9 +46,7 @@ def upgrade() -> None:
         sa.Column("instance", sa.String(128), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("session_id", "turn_id", name="pk_turn_states"),
-        sa.CheckConstraint(
-            "status IN ('in_flight', 'done', 'settled')", name="ck_turn_states_known_status"
-        ),
+        sa.CheckConstraint("status IN ('in_flight', 'done', 'settled')", name="ck_turn_states_known_status"),
     )
     op.create_index("ix_turn_states_instance_status", "turn_states", ["instance", "status"])
 
