@@ -233,3 +233,28 @@ def test_records_merge_to_the_largest_total_in_any_order() -> None:
     a = UsageRecord.from_metric(metric(3))
     b = UsageRecord.from_metric(metric(7, speculative=True))
     assert a.merged(b) == b.merged(a) == UsageRecord(a.key, 7, True)
+
+
+async def test_a_slow_database_never_holds_up_a_session(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reports are buffered and coalesced by key while a write is stuck; none waits for it."""
+    stuck, release = asyncio.Event(), asyncio.Event()
+    real_write = repository.write
+
+    async def slow_write(*args: Any, **kwargs: Any) -> None:
+        stuck.set()
+        await release.wait()
+        await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "write", slow_write)
+    ledger.observe("sess_a", metric(1))
+    flushing = asyncio.create_task(ledger.flush())
+    await stuck.wait()
+    for amount in range(2, 2002):  # a long answer, token by token, while the database is stuck
+        ledger.observe("sess_a", metric(amount))
+    assert ledger.pending_keys == 1  # one key, its latest running total
+    release.set()
+    await flushing
+    await ledger.flush()
+    assert await totals(ledger.engine) == {("llm_completion_tokens", "llama-cpp"): 2001}

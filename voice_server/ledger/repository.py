@@ -125,7 +125,9 @@ async def session_totals(engine: AsyncEngine, session_id: str) -> list[UsageTota
 
 
 async def totals_between(engine: AsyncEngine, start: datetime, end: datetime) -> list[UsageTotal]:
-    """Usage first recorded in [start, end)."""
+    """Usage first recorded in [start, end); naive times are read as UTC."""
+    # SQLite keeps times without a zone: compare in UTC, as they are written.
+    start, end = (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC) for t in (start, end))
     c = usage_records.c
     return await _totals(engine, c.recorded_at >= start, c.recorded_at < end)
 

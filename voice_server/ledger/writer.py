@@ -48,6 +48,11 @@ class UsageLedger:
         self._warned = False
         self.settled_at_start = 0
 
+    @property
+    def pending_keys(self) -> int:
+        """Usage keys waiting to be written."""
+        return len(self._records)
+
     # ------------------------------------------------------------------- the sessions' side
 
     def observe(self, session_id: str | None, event: PipelineEvent) -> None:
