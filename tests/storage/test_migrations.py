@@ -133,3 +133,18 @@ def test_serve_creates_a_new_database_itself(
     assert (tmp_path / "fresh" / "data" / "convergio.db").exists()
     assert cli.main(["db", "current"]) == 0
     assert "current" in capsys.readouterr().out
+
+
+async def test_the_migrations_build_exactly_the_tables_the_code_queries(engine: AsyncEngine) -> None:
+    """schema.py and the migration scripts agree: autogenerate finds nothing to add or change."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from voice_server.store.schema import metadata
+
+    await migrate.upgrade(engine)
+    async with engine.connect() as connection:
+        differences = await connection.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), metadata)
+        )
+    assert differences == []
