@@ -1,4 +1,4 @@
-"""`convergio-voice serve`, `convergio-voice doctor` and `convergio-voice db upgrade|current`."""
+"""`convergio-voice serve`, `convergio-voice doctor` and `convergio-voice db upgrade|current|settle`."""
 
 from __future__ import annotations
 
@@ -147,6 +147,13 @@ def _on_database(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T
         raise DatabaseUnavailable(f"cannot use the database {shown}: {exc}") from None
 
 
+async def _settle(engine: Any, instance: str) -> int:
+    from voice_server.ledger import repository
+
+    await migrate.ensure_schema(engine)
+    return await repository.settle_in_flight(engine, instance=instance)
+
+
 def _db(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(argparse.Namespace())
@@ -154,8 +161,12 @@ def _db(args: argparse.Namespace) -> int:
             status = _on_database(settings, migrate.upgrade)
             print(f"database schema at revision {status.current} (latest)")
             return 0
+        if args.db_command == "settle":
+            settled = _on_database(settings, lambda engine: _settle(engine, args.instance))
+            print(f"settled {settled} turn(s) that {args.instance} left in flight")
+            return 0
         status = _on_database(settings, migrate.schema_status)
-    except (SettingsError, DatabaseUnavailable) as exc:
+    except (SettingsError, DatabaseUnavailable, migrate.SchemaError) as exc:
         print(exc, file=sys.stderr)
         return 2
     print(f"database schema: {status.state} (revision {status.current or 'none'}, latest {status.head})")
@@ -227,6 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     db_sub.add_parser("upgrade", help="apply the schema migrations this version ships (back up first)")
     db_sub.add_parser("current", help="show the schema revision; exit 1 if an upgrade is needed")
+    settle = db_sub.add_parser(
+        "settle", help="settle the turns left in flight by a server that will not come back"
+    )
+    settle.add_argument("--instance", required=True, help="that server's CONVERGIO_STORAGE__INSTANCE")
     db.set_defaults(func=_db)
     return parser
 

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pipelines.frames import TurnDone, TurnStatus, TurnUsage, UsageKind, UsageMetric
+from voice_server import cli
 from voice_server.ledger import repository
 from voice_server.ledger.records import TurnState, UsageRecord
 from voice_server.ledger.writer import UsageLedger
@@ -258,3 +259,18 @@ async def test_a_slow_database_never_holds_up_a_session(
     await flushing
     await ledger.flush()
     assert await totals(ledger.engine) == {("llm_completion_tokens", "llama-cpp"): 2001}
+
+
+async def test_turns_of_a_server_that_never_comes_back_are_settled_by_name(
+    ledger: UsageLedger, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica replaced under a new name cannot settle its predecessor's turns; an operator can."""
+    gone = UsageLedger(ledger.engine, instance="pod-7f9c")
+    gone.observe("sess_b", metric(4, session="sess_b"))
+    await gone.flush()
+    monkeypatch.setenv("CONVERGIO_STORAGE__URL", database_url)
+    monkeypatch.setenv("CONVERGIO_ENGINES__TURN", "none")
+
+    assert await asyncio.to_thread(cli.main, ["db", "settle", "--instance", "pod-7f9c"]) == 0
+    assert await repository.session_turns(ledger.engine, "sess_b") == {"turn_1": TurnState.SETTLED}
+    assert await totals(ledger.engine, "sess_b") == {("llm_completion_tokens", "llama-cpp"): 4}

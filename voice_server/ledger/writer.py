@@ -23,6 +23,7 @@ from voice_server.ledger.records import TurnState, UsageKey, UsageRecord, merged
 log = logging.getLogger(__name__)
 
 TurnKey = tuple[str, str]  # (session_id, turn_id)
+MAX_RETRY_DELAY_S = 30.0
 
 
 class UsageLedger:
@@ -110,13 +111,22 @@ class UsageLedger:
         self._task = asyncio.create_task(self._run(), name="usage-ledger-writer")
 
     async def _run(self) -> None:
+        delay = self._interval
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self._interval)  # gather a turn's reports into one transaction
+            await asyncio.sleep(delay)  # gather a turn's reports into one transaction
             try:
                 await self.flush()
             except Exception:
-                log.exception("usage ledger: write failed; retrying in %.1f s", self._interval)
+                if delay == self._interval:
+                    log.exception("usage ledger: write failed; units stay buffered and are retried")
+                # Back off while the database is away rather than hammering it and the log.
+                delay = min(delay * 2, MAX_RETRY_DELAY_S)
+                log.warning(
+                    "usage ledger: %d usage keys buffered; next try in %.1f s", len(self._records), delay
+                )
+            else:
+                delay = self._interval
 
     async def flush(self) -> None:
         """Write everything buffered now. On failure the batch goes back and the error is raised."""
