@@ -274,3 +274,32 @@ async def test_turns_of_a_server_that_never_comes_back_are_settled_by_name(
     assert await asyncio.to_thread(cli.main, ["db", "settle", "--instance", "pod-7f9c"]) == 0
     assert await repository.session_turns(ledger.engine, "sess_b") == {"turn_1": TurnState.SETTLED}
     assert await totals(ledger.engine, "sess_b") == {("llm_completion_tokens", "llama-cpp"): 4}
+
+
+async def test_the_background_writer_retries_until_the_database_is_back(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    await migrate.ensure_schema(engine)
+    ledger = UsageLedger(engine, instance="server-a", flush_interval_s=0.01)
+    real_write = repository.write
+    failures = 0
+
+    async def flaky_write(*args: Any, **kwargs: Any) -> None:
+        nonlocal failures
+        if failures < 3:
+            failures += 1
+            raise ConnectionError("database restarting")
+        await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "write", flaky_write)
+    await ledger.start()
+    try:
+        ledger.observe("sess_a", metric(5))
+        for _ in range(300):
+            if await totals(engine):
+                break
+            await asyncio.sleep(0.01)
+        assert failures == 3 and await totals(engine) == {("llm_completion_tokens", "llama-cpp"): 5}
+        assert "units stay buffered" in caplog.text
+    finally:
+        await ledger.aclose()
