@@ -19,13 +19,17 @@ FROM python:3.11-slim-bookworm
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 10001 tutor
+ && useradd --create-home --uid 10001 tutor \
+ && mkdir /data && chown tutor /data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links=/wheels "convergio-voice[smart-turn]" && rm -rf /wheels
 USER tutor
 ENV CONVERGIO_HOST=0.0.0.0 \
     CONVERGIO_PORT=8765 \
-    HF_HUB_OFFLINE=1
+    HF_HUB_OFFLINE=1 \
+    CONVERGIO_STORAGE__DATA_DIR=/data
+# The usage ledger's SQLite database (or set CONVERGIO_STORAGE__URL to a PostgreSQL).
+VOLUME ["/data"]
 EXPOSE 8765
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
   CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8765/readyz')"

@@ -19,4 +19,11 @@ python3 -m pip install --quiet -e ".[test,smart-turn]"
 # axe-core for the accessibility checks, from the npm registry, pinned in package.json.
 npm install --silent --no-audit --no-fund
 
+# A throwaway PostgreSQL (installed from Debian when missing) for the storage tests, which run on
+# SQLite and on PostgreSQL alike; they skip PostgreSQL only when this variable is unset.
+pg_dir=$(mktemp -d /tmp/convergio-pg.XXXXXX)
+trap 'bash scripts/test_postgres.sh stop "$pg_dir"' EXIT
+CONVERGIO_TEST_POSTGRES_URL=$(bash scripts/test_postgres.sh start "$pg_dir")
+export CONVERGIO_TEST_POSTGRES_URL
+
 python3 -m pytest "$@"

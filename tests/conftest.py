@@ -74,7 +74,8 @@ def start_server(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, **(env or {})},
+        # Each server keeps its database in its own directory, never in the user's data directory.
+        env={**os.environ, "CONVERGIO_STORAGE__DATA_DIR": str(tmp / "data"), **(env or {})},
     )
     server = RunningServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/ws", process, log_path)
     deadline = time.monotonic() + timeout_s

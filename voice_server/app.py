@@ -19,10 +19,14 @@ from pipelines.personas import PERSONAS
 from voice_server import __version__
 from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.engines import EngineHub
+from voice_server.ledger.api import router as usage_router
+from voice_server.ledger.writer import UsageLedger
 from voice_server.loop_monitor import watch_loop_lag
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import protocol_schema
 from voice_server.settings import Settings
+from voice_server.store.engine import create_engine
+from voice_server.store.migrate import ensure_schema
 from voice_server.transports.webrtc import SdpError, ServerBusy, WebRtcManager, validate_offer
 from voice_server.transports.ws import serve_websocket
 
@@ -41,11 +45,20 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         start_timeout_s=getattr(settings.limits, "session_start_timeout_s", SESSION_START_TIMEOUT_S),
         gauge=metrics.active_sessions,
     )
-    webrtc = WebRtcManager(settings, hub, metrics, admission)
+    storage = settings.storage
+    database = create_engine(storage.database_url)  # connects on first use, in the lifespan
+    ledger = UsageLedger(
+        database, instance=storage.instance, flush_interval_s=storage.flush_interval_s,
+        max_pending=storage.max_pending,
+    )
+    webrtc = WebRtcManager(settings, hub, metrics, admission, ledger=ledger)
     schema = protocol_schema()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # A new database gets its schema; an outdated one stops the start (`serve` says how to fix it).
+        await ensure_schema(database)
+        await ledger.start()
         async def load() -> None:
             try:
                 await hub.load()
@@ -65,6 +78,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             lag_watch.cancel()
             await webrtc.aclose()
             await hub.aclose()
+            await ledger.aclose()  # after the sessions closed: their last units are written
+            await database.dispose()
 
     app = FastAPI(title="Convergio Voice", version=__version__, lifespan=lifespan)
     app.state.settings = settings
@@ -72,6 +87,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.metrics = metrics
     app.state.webrtc = webrtc
     app.state.admission = admission
+    app.state.ledger = ledger
+    app.state.prices = settings.billing.load_prices()
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
@@ -130,7 +147,9 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
 
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, settings, hub, admission, metrics)
+        await serve_websocket(websocket, settings, hub, admission, metrics, ledger=ledger)
+
+    app.include_router(usage_router)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")

@@ -1,13 +1,15 @@
-"""`convergio-voice serve` and `convergio-voice doctor`."""
+"""`convergio-voice serve`, `convergio-voice doctor` and `convergio-voice db upgrade|current|settle`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -16,6 +18,9 @@ from models.registry import ENGINES
 from pipelines.personas import PERSONAS
 from pipelines.config import TurnConfig
 from voice_server.settings import KINDS, NO_ENGINE, OPTIONAL_KINDS, Settings
+from voice_server.store import migrate
+
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -74,6 +79,13 @@ def _serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
 
+    # Before any model loads: a new database is created here, an outdated one stops the start.
+    try:
+        _on_database(settings, migrate.ensure_schema)
+    except (migrate.SchemaError, DatabaseUnavailable) as exc:
+        print(f"convergio-voice: {exc}", file=sys.stderr)
+        return 2
+
     import uvicorn
 
     from voice_server.app import create_app
@@ -107,6 +119,59 @@ def _serve(args: argparse.Namespace) -> int:
     server = uvicorn.Server(config)
     server.run()
     return 0
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached or opened; the message names it (without its password)."""
+
+
+def _on_database(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from voice_server.store.engine import create_engine
+
+    url = settings.storage.database_url
+
+    async def run() -> T:
+        engine = create_engine(url)
+        try:
+            return await action(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (SQLAlchemyError, OSError) as exc:
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"cannot use the database {shown}: {exc}") from None
+
+
+async def _settle(engine: Any, instance: str) -> int:
+    from voice_server.ledger import repository
+
+    await migrate.ensure_schema(engine)
+    return await repository.settle_in_flight(engine, instance=instance)
+
+
+def _db(args: argparse.Namespace) -> int:
+    try:
+        settings = settings_from_args(argparse.Namespace())
+        if args.db_command == "upgrade":
+            status = _on_database(settings, migrate.upgrade)
+            print(f"database schema at revision {status.current} (latest)")
+            return 0
+        if args.db_command == "settle":
+            settled = _on_database(settings, lambda engine: _settle(engine, args.instance))
+            print(f"settled {settled} turn(s) that {args.instance} left in flight")
+            return 0
+        status = _on_database(settings, migrate.schema_status)
+    except (SettingsError, DatabaseUnavailable, migrate.SchemaError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"database schema: {status.state} (revision {status.current or 'none'}, latest {status.head})")
+    # Scripts can ask "is an upgrade needed?" from the exit status.
+    return 0 if status.state in (migrate.SchemaState.CURRENT, migrate.SchemaState.EMPTY) else 1
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -167,6 +232,17 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = sub.add_parser("doctor", help="check which engines and models are installed and load")
     doctor.add_argument("--load", action="store_true", help="also load engines that are not configured")
     doctor.set_defaults(func=_doctor)
+    db = sub.add_parser(
+        "db", help="the database: CONVERGIO_STORAGE__URL, or SQLite in CONVERGIO_STORAGE__DATA_DIR"
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    db_sub.add_parser("upgrade", help="apply the schema migrations this version ships (back up first)")
+    db_sub.add_parser("current", help="show the schema revision; exit 1 if an upgrade is needed")
+    settle = db_sub.add_parser(
+        "settle", help="settle the turns left in flight by a server that will not come back"
+    )
+    settle.add_argument("--instance", required=True, help="that server's CONVERGIO_STORAGE__INSTANCE")
+    db.set_defaults(func=_db)
     return parser
 
 

@@ -27,6 +27,7 @@ from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.pipeline import Pipeline
 from voice_server import __version__, outbound, protocol
 from voice_server.engines import EngineHub
+from voice_server.ledger.writer import UsageLedger
 from voice_server.protocol import ErrorCode, ProtocolError
 from voice_server.settings import Settings
 
@@ -64,6 +65,7 @@ class ProtocolSession:
         on_started: Callable[[], None] | None = None,
         fixed_input_rate: int | None = None,
         fixed_output_rate: int | None = None,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -73,6 +75,7 @@ class ProtocolSession:
         # A transport that buffers reply audio itself (WebRTC) drops it when the reply is cut.
         self._clear_audio = clear_audio
         self._on_started = on_started
+        self._ledger = ledger  # durable usage, written as each turn runs
         # Set by transports that own the audio format (WebRTC): session.start cannot change it.
         self._fixed_input_rate = fixed_input_rate
         self._fixed_output_rate = fixed_output_rate
@@ -114,13 +117,17 @@ class ProtocolSession:
         self.ended = True
         if self.pipeline is not None:
             await self.pipeline.aclose()
-            await self._send(
-                protocol.SessionEndedMsg(
-                    session_id=self.session_id or "",
-                    reason=reason,
-                    usage=protocol.Usage.model_validate(asdict(self.pipeline.usage_total)),
+            try:
+                await self._send(
+                    protocol.SessionEndedMsg(
+                        session_id=self.session_id or "",
+                        reason=reason,
+                        usage=protocol.Usage.model_validate(asdict(self.pipeline.usage_total)),
+                    )
                 )
-            )
+            finally:  # a client already gone still used what it used
+                if self._ledger is not None and self.session_id is not None:
+                    await self._ledger.end_session(self.session_id)
 
     async def abort(self, code: ErrorCode, message: str) -> None:
         """End the session with a fatal error; the transport hangs up after this."""
@@ -263,6 +270,8 @@ class ProtocolSession:
         await self._send_text(encode(message))
 
     async def _on_event(self, event: PipelineEvent) -> None:
+        if self._ledger is not None:
+            self._ledger.observe(self.session_id, event)  # buffers only; never waits
         if isinstance(event, ReplyAudio):
             if self._observe is not None:
                 self._observe(event)

@@ -5,15 +5,20 @@ Example: CONVERGIO_PORT=9000, CONVERGIO_TURN__END_OF_TURN_SILENCE_MS=900.
 
 from __future__ import annotations
 
+import os
+import socket
+import tomllib
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry import EngineOptionsError, spec_by_key, spec_for
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
+from voice_server.ledger.prices import PriceTable
 
 KINDS = ("vad", "stt", "llm", "tts")
 # Kinds the pipeline runs without: a missing turn model leaves the turn policy its other evidence.
@@ -118,6 +123,56 @@ class WebRtcSettings(BaseModel):
     inbound_timeout_s: float = Field(5.0, gt=0)  # a peer that sends no audio this long has vanished
 
 
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "convergio-voice"
+
+
+class StorageSettings(BaseModel):
+    """Where durable state (the usage ledger) lives.
+
+    Example: CONVERGIO_STORAGE__DATA_DIR=/var/lib/convergio, or for production
+    CONVERGIO_STORAGE__URL=postgresql+asyncpg://user:pass@db/convergio.
+    """
+
+    # The embedded SQLite database is a file here, created on first `serve`.
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    # A SQLAlchemy async URL; unset means SQLite in data_dir.
+    url: str | None = None
+    # Names this server's in-flight turns, so a restart settles its own and not a replica's.
+    instance: str = Field(default_factory=socket.gethostname, min_length=1, max_length=128)
+    # The ledger writes usage off the audio path, at most this often.
+    flush_interval_s: float = Field(0.25, gt=0, le=10)
+    # Distinct usage keys waiting to be written before a warning (none is ever dropped).
+    max_pending: int = Field(10_000, ge=1)
+
+    @property
+    def database_url(self) -> str:
+        return self.url or f"sqlite+aiosqlite:///{self.data_dir / 'convergio.db'}"
+
+
+class BillingSettings(BaseModel):
+    """Example: CONVERGIO_BILLING__PRICE_TABLE=/etc/convergio/prices.toml (format:
+    voice_server/ledger/prices.py)."""
+
+    # Without a table the usage endpoints report exact units only, no cost.
+    price_table: Path | None = None
+
+    @field_validator("price_table")
+    @classmethod
+    def _table_loads(cls, path: Path | None) -> Path | None:
+        """A price table with a mistake stops the start, not the first bill."""
+        if path is not None:
+            try:
+                PriceTable.load(path)
+            except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
+                raise ValueError(f"cannot use the price table {path}: {exc}") from None
+        return path
+
+    def load_prices(self) -> PriceTable | None:
+        return None if self.price_table is None else PriceTable.load(self.price_table)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVERGIO_", env_nested_delimiter="__")
 
@@ -133,6 +188,8 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     budgets: BudgetPolicy = BudgetPolicy()
     webrtc: WebRtcSettings = WebRtcSettings()
+    storage: StorageSettings = StorageSettings()
+    billing: BillingSettings = BillingSettings()
     log_level: str = "info"
 
     @field_validator("default_persona")

@@ -24,6 +24,7 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from voice_server.admission import Admission, Slot
 from voice_server.engines import EngineHub
+from voice_server.ledger.writer import UsageLedger
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import EndReason
 from voice_server.session import ProtocolSession
@@ -136,6 +137,7 @@ class WebRtcPeer:
             self._send_text,
             self._send_bytes,
             observe=manager.metrics.observe,
+            ledger=manager.ledger,
             clear_audio=self.out_track.clear,
             on_started=slot.session_started,
             fixed_input_rate=16_000,
@@ -241,12 +243,19 @@ class WebRtcPeer:
 
 class WebRtcManager:
     def __init__(
-        self, settings: Settings, hub: EngineHub, metrics: VoiceMetrics, admission: Admission
+        self,
+        settings: Settings,
+        hub: EngineHub,
+        metrics: VoiceMetrics,
+        admission: Admission,
+        *,
+        ledger: UsageLedger | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
         self.admission = admission
+        self.ledger = ledger
         self.peers: dict[str, WebRtcPeer] = {}
         if settings.webrtc.host_addresses:
             use_host_addresses(settings.webrtc.host_addresses)

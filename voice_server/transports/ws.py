@@ -11,6 +11,7 @@ from starlette.websockets import WebSocketState
 
 from voice_server.admission import Admission
 from voice_server.engines import EngineHub
+from voice_server.ledger.writer import UsageLedger
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import EndReason
 from voice_server.session import ProtocolSession, fatal_error
@@ -28,6 +29,8 @@ async def serve_websocket(
     hub: EngineHub,
     admission: Admission,
     metrics: VoiceMetrics,
+    *,
+    ledger: UsageLedger | None = None,
 ) -> None:
     await websocket.accept()
     send_lock = asyncio.Lock()
@@ -58,7 +61,8 @@ async def serve_websocket(
         return
 
     session = ProtocolSession(
-        settings, hub, send_text, send_bytes, observe=metrics.observe, on_started=slot.session_started
+        settings, hub, send_text, send_bytes, observe=metrics.observe, on_started=slot.session_started,
+        ledger=ledger,
     )
     reason: EndReason = "client"
     try:

@@ -1,0 +1,1 @@
+"""Durable state: one database (SQLite embedded, PostgreSQL in production), its schema and migrations."""

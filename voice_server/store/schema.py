@@ -1,0 +1,69 @@
+"""The tables, as SQLAlchemy Core metadata. Migrations (not `create_all`) build them in a database;
+this module is what the code queries and what `alembic revision --autogenerate` compares with."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+TURN_STATUSES = ("in_flight", "done", "settled")
+
+# One row per idempotency key. `amount` is the running total the metering stage reported for the
+# key, so the row keeps the largest one seen and a replayed record changes nothing.
+usage_records = Table(
+    "usage_records",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("turn_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("provider", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    # Work thrown away (a discarded speculative attempt, a prefill): paid for, not part of an answer.
+    Column("speculative", Boolean, nullable=False),
+    # Opaque ids, filled in once accounts exist.
+    Column("student_id", String(64), nullable=True),
+    Column("classroom_id", String(64), nullable=True),
+    Column("key_id", String(64), nullable=True),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("session_id", "turn_id", "attempt", "kind", "provider", "model"),
+    CheckConstraint("amount >= 0", name="amount_not_negative"),
+    Index(None, "recorded_at"),
+)
+
+# Where each turn stands, so a restart can tell the turns a crash interrupted.
+turn_states = Table(
+    "turn_states",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("turn_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    # The server that ran the turn: a restart settles only its own, never a live replica's.
+    Column("instance", String(128), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("session_id", "turn_id"),
+    CheckConstraint(f"status IN {TURN_STATUSES!r}", name="known_status"),
+    Index(None, "instance", "status"),
+)
