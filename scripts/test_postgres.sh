@@ -10,9 +10,10 @@ dir=${2:?a directory for the cluster}
 if [ "$(id -u)" = 0 ]; then AS_PG=(runuser -u postgres --); SUDO=""; else AS_PG=(); SUDO="sudo"; fi
 
 pg_bin() {
-  local bin
-  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$bin" ] && echo "$bin"
+  # The server's own binaries: a client-only install has this folder too, without initdb.
+  local initdb
+  initdb=$(ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$initdb" ] && dirname "$initdb"
 }
 
 if [ "$action" = stop ]; then
