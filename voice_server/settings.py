@@ -9,9 +9,9 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry import EngineOptionsError, spec_by_key, spec_for
@@ -173,6 +173,31 @@ class BillingSettings(BaseModel):
         return None if self.price_table is None else PriceTable.load(self.price_table)
 
 
+class AuthSettings(BaseModel):
+    """Who may use the server (voice_server/auth/).
+
+    Example: CONVERGIO_AUTH__SECRET=<at least 32 random characters>,
+    CONVERGIO_AUTH__ALLOWED_ORIGINS='["https://tutor.school.example"]',
+    CONVERGIO_AUTH__METRICS_TOKEN=<a scrape token for Prometheus>.
+    """
+
+    # "token": every endpoint but the public ones checks a signed token. "open": no sign-in, as
+    # before accounts existed; refused unless the server listens on a loopback address.
+    mode: Literal["token", "open"] = "token"
+    # Signs the tokens. Unset: `serve` makes one and keeps it in the data directory (mode 0600).
+    secret: SecretStr | None = Field(None, min_length=32)
+    # Access tokens are short-lived: a session already running is not cut when its token expires.
+    access_token_ttl_s: int = Field(3600, ge=60, le=24 * 3600)
+    # A student sign-in link works once, within this time.
+    signin_code_ttl_s: int = Field(600, ge=30, le=24 * 3600)
+    # A WebSocket ticket works once, within this time: just long enough to open the socket.
+    ws_ticket_ttl_s: int = Field(30, ge=5, le=300)
+    # Origins whose pages may open the WebSocket; [] means the server's own origin only.
+    allowed_origins: list[str] = []
+    # Lets Prometheus read /metrics without an admin token (sent as "Authorization: Bearer ...").
+    metrics_token: SecretStr | None = Field(None, min_length=16)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVERGIO_", env_nested_delimiter="__")
 
@@ -190,6 +215,7 @@ class Settings(BaseSettings):
     webrtc: WebRtcSettings = WebRtcSettings()
     storage: StorageSettings = StorageSettings()
     billing: BillingSettings = BillingSettings()
+    auth: AuthSettings = AuthSettings()
     log_level: str = "info"
 
     @field_validator("default_persona")

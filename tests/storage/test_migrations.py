@@ -18,8 +18,8 @@ NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "next"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -39,9 +39,10 @@ def newer_release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """The migrations of a server one revision ahead of this one; returns that revision."""
     scripts = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_next.py").write_text(NEXT_REVISION)
+    head = migrate.head_revision()  # the release after this one builds on its latest revision
+    (scripts / "versions" / "next_release.py").write_text(NEXT_REVISION.replace("{head}", head))
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", scripts)
-    return "0002"
+    return "next"
 
 
 async def _tables(engine: AsyncEngine) -> set[str]:

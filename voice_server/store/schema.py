@@ -67,3 +67,20 @@ turn_states = Table(
     CheckConstraint(f"status IN {TURN_STATUSES!r}", name="known_status"),
     Index(None, "instance", "status"),
 )
+
+ACCOUNT_ROLES = ("teacher", "admin")
+
+# Teachers and admins who sign in with a password (students get links until classrooms exist).
+# `id` is the opaque subject put in tokens; the username never leaves this table.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint(f"role IN {ACCOUNT_ROLES!r}", name="known_role"),
+    Index(None, "username", unique=True),
+)

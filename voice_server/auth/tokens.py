@@ -1,0 +1,106 @@
+"""Signed access tokens (JWT, HS256): role, an opaque subject id, an optional classroom scope.
+
+A token never names a person: the subject is an opaque id, so tokens, logs and metrics that carry
+it say nothing about the child or teacher behind it.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+ALGORITHM = "HS256"
+# Tokens of another service that shares the secret by mistake are still refused.
+AUDIENCE = "convergio-voice"
+MIN_SECRET_CHARS = 32
+
+
+class Role(enum.StrEnum):
+    STUDENT = "student"
+    TEACHER = "teacher"
+    ADMIN = "admin"
+
+
+ALL_ROLES = frozenset(Role)
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    subject: str
+    role: Role
+    classroom: str | None
+    expires_at: datetime
+    token_id: str
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, forged, expired or not ours; the message says which
+    (and never repeats the token)."""
+
+
+class TokenIssuer:
+    def __init__(self, secret: str, *, ttl_s: int) -> None:
+        if len(secret) < MIN_SECRET_CHARS:
+            raise ValueError(f"the signing secret needs at least {MIN_SECRET_CHARS} characters")
+        self._secret = secret
+        self.ttl_s = ttl_s
+
+    def mint(
+        self,
+        role: Role,
+        subject: str,
+        *,
+        classroom: str | None = None,
+        ttl_s: int | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        issued = now or datetime.now(UTC)
+        payload: dict[str, object] = {
+            "aud": AUDIENCE,
+            "sub": subject,
+            "role": role.value,
+            "iat": issued,
+            "exp": issued + timedelta(seconds=self.ttl_s if ttl_s is None else ttl_s),
+            "jti": secrets.token_urlsafe(12),
+        }
+        if classroom is not None:
+            payload["classroom"] = classroom
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def verify(self, token: str) -> Claims:
+        try:
+            # The algorithm list is fixed: a token cannot choose "none" or another key type.
+            payload = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=AUDIENCE,
+                options={"require": ["exp", "iat", "jti", "sub", "role", "aud"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise InvalidToken("the token is not valid") from None
+        try:
+            role = Role(payload["role"])
+        except ValueError:
+            raise InvalidToken("the token has an unknown role") from None
+        classroom = payload.get("classroom")
+        if not isinstance(payload["sub"], str) or not (classroom is None or isinstance(classroom, str)):
+            raise InvalidToken("the token is not valid")
+        return Claims(
+            subject=payload["sub"],
+            role=role,
+            classroom=classroom,
+            expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+            token_id=str(payload["jti"]),
+        )
+
+
+def new_subject(prefix: str) -> str:
+    """An opaque id for a new subject (e.g. "stu_3kZ..."): random, never derived from a name."""
+    return f"{prefix}_{secrets.token_urlsafe(12)}"
