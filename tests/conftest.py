@@ -42,19 +42,67 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+# The test server signs with this secret, so tests mint the tokens each role would get.
+TEST_AUTH_SECRET = "convergio-test-secret-" + "0123456789abcdef" * 3
+
+
 @dataclass
 class RunningServer:
     base_url: str
     ws_url: str
     process: subprocess.Popen[str]
     log_path: Path
+    # The signing secret the server was given (None: open mode or a secret the tests do not know).
+    secret: str | None = None
 
-    def get(self, path: str) -> tuple[int, Any]:
+    def token(self, role: str = "student", *, ttl_s: int = 900, classroom: str | None = None) -> str:
+        """An access token as the server would issue it to `role` (signed with its secret)."""
+        from voice_server.auth.tokens import Role, TokenIssuer
+
+        assert self.secret, "this server's secret is unknown to the tests"
+        return TokenIssuer(self.secret, ttl_s=ttl_s).mint(Role(role), f"test_{role}", classroom=classroom)
+
+    def auth(self, role: str | None = "student") -> dict[str, str]:
+        """The Authorization header of a `role` (none for role None or an open server)."""
+        return {"Authorization": f"Bearer {self.token(role)}"} if role and self.secret else {}
+
+    def request(
+        self, method: str, path: str, *, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            self.base_url + path, data=data, method=method,
+            headers={"content-type": "application/json", **(headers or {})},
+        )
         try:
-            with urllib.request.urlopen(self.base_url + path, timeout=5) as response:
-                return response.status, json.loads(response.read())
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"null")
+            return err.code, err.read()
+
+    def get(self, path: str, role: str | None = None) -> tuple[int, Any]:
+        """GET as `role` (None: without a token, as for the public endpoints)."""
+        status, raw = self.request("GET", path, headers=self.auth(role))
+        return status, json.loads(raw or b"null")
+
+    def text(self, path: str, role: str = "admin") -> str:
+        status, raw = self.request("GET", path, headers=self.auth(role))
+        assert status == 200, (status, raw[:200])
+        return raw.decode()
+
+    def ws_ticket_url(self, role: str = "student") -> str:
+        """The WebSocket URL with a fresh one-time ticket, as a browser page would open it."""
+        if not self.secret:
+            return self.ws_url
+        status, raw = self.request("POST", "/v1/auth/ws-ticket", headers=self.auth(role))
+        assert status == 200, raw
+        return f"{self.ws_url}?ticket={json.loads(raw)['ticket']}"
+
+    def signin_url(self) -> str:
+        """A fresh single-use student sign-in link, as a teacher would hand out."""
+        status, raw = self.request("POST", "/v1/auth/signin-links", headers=self.auth("teacher"))
+        assert status == 200, raw
+        return self.base_url + json.loads(raw)["path"]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -77,7 +125,10 @@ def start_server(
         # Each server keeps its database in its own directory, never in the user's data directory.
         env={**os.environ, "CONVERGIO_STORAGE__DATA_DIR": str(tmp / "data"), **(env or {})},
     )
-    server = RunningServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/ws", process, log_path)
+    secret = (env or {}).get("CONVERGIO_AUTH__SECRET")
+    server = RunningServer(
+        f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/ws", process, log_path, secret
+    )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -107,12 +158,24 @@ TEST_SERVER_ENV = {
     "CONVERGIO_WEBRTC__ALLOWED_CANDIDATE_NETWORKS": '["127.0.0.0/8"]',
     "CONVERGIO_WEBRTC__CONNECT_TIMEOUT_S": "4",
     "CONVERGIO_WEBRTC__INBOUND_TIMEOUT_S": "3",
+    # Sign-in is on, as by default; tests authenticate with tokens signed with this secret.
+    "CONVERGIO_AUTH__SECRET": TEST_AUTH_SECRET,
 }
 
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     running = start_server(tmp_path_factory.mktemp("server"), env=TEST_SERVER_ENV)
+    yield running
+    stop_server(running)
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """`serve --open` on loopback: no sign-in. Only for clients that cannot authenticate yet
+    (the latency benchmark, until it takes a token)."""
+    running = start_server(tmp_path_factory.mktemp("open-server"), "--open", env=TEST_SERVER_ENV)
+    running.secret = None
     yield running
     stop_server(running)
 

@@ -35,8 +35,9 @@ class ClipTrack(MicrophoneTrack):
 
 
 class Peer:
-    def __init__(self, base_url: str, mic: ClipTrack) -> None:
+    def __init__(self, base_url: str, mic: ClipTrack, *, token: str | None = None) -> None:
         self.base_url = base_url
+        self.token = token
         self.pc = RTCPeerConnection()
         self.mic = mic
         self.pc.addTrack(mic)
@@ -62,7 +63,7 @@ class Peer:
     async def connect(self, persona: str = "maths") -> dict[str, Any]:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = {"type": "offer", "sdp": self.pc.localDescription.sdp}
-        status, answer = await asyncio.to_thread(post_json, self.base_url + "/v1/webrtc/offer", offer)
+        status, answer = await asyncio.to_thread(post_json, self.base_url + "/v1/webrtc/offer", offer, None, self.token)
         assert status == 200, answer
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         opened = asyncio.Event()
@@ -87,9 +88,10 @@ class Peer:
         await self.pc.close()
 
 
-def post_json(url: str, body: Any, raw: bytes | None = None) -> tuple[int, Any]:
+def post_json(url: str, body: Any, raw: bytes | None = None, token: str | None = None) -> tuple[int, Any]:
     data = raw if raw is not None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
+    headers = {"content-type": "application/json"} | ({"authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())

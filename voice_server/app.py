@@ -1,4 +1,10 @@
-"""HTTP application: health, readiness, the published protocol and the WebSocket endpoint."""
+"""HTTP application: health, readiness, the published protocol and the WebSocket endpoint.
+
+Access (voice_server/auth/): public are /healthz, /readyz, the published specs (/v1/protocol.json,
+/openapi.json, /docs) and the web client's static files; sign-in and link redemption take their own
+credential. Everything else needs a bearer token: personas, the WebRTC offer and the WebSocket
+for every role, /metrics for admins (or the scrape token), usage for admins.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -17,6 +23,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 import web_client
 from pipelines.personas import PERSONAS
 from voice_server import __version__
+from voice_server.auth import routes as auth_routes
+from voice_server.auth.guard import AuthError, Authenticator, check_open_mode, require, require_metrics_reader
+from voice_server.auth.tokens import Role
+from voice_server.auth.websocket import admit_websocket
 from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.engines import EngineHub
 from voice_server.ledger.api import router as usage_router
@@ -33,10 +43,14 @@ from voice_server.transports.ws import serve_websocket
 log = logging.getLogger(__name__)
 
 WEB_CLIENT_DIR = Path(web_client.__file__).resolve().parent
+# Declared public in the OpenAPI, so no route is left without a stated scheme.
+_PUBLIC: dict[str, object] = {"security": []}
 
 
 def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
     settings = settings or Settings()
+    check_open_mode(settings.auth, settings.host)  # `serve` says so first; this guards embedding
+    auth = Authenticator.from_settings(settings.auth)
     metrics = VoiceMetrics()
     hub = EngineHub(settings, on_fallback=metrics.fallback)
     # Every WebSocket session and WebRTC peer holds one of the same max_sessions slots.
@@ -81,8 +95,20 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             await ledger.aclose()  # after the sessions closed: their last units are written
             await database.dispose()
 
-    app = FastAPI(title="Convergio Voice", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Convergio Voice", version=__version__, lifespan=lifespan, description=_API_DESCRIPTION
+    )
     app.state.settings = settings
+    app.state.auth = auth
+    any_role = [Depends(require())]
+    admin_only = [Depends(require(Role.ADMIN))]
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
+        response = _http_error(exc.status, exc.code, exc.message)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
     app.state.hub = hub
     app.state.metrics = metrics
     app.state.webrtc = webrtc
@@ -90,11 +116,11 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.ledger = ledger
     app.state.prices = settings.billing.load_prices()
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], openapi_extra=_PUBLIC)
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["ops"])
+    @app.get("/readyz", tags=["ops"], openapi_extra=_PUBLIC)
     async def readyz() -> JSONResponse:
         if hub.ready:
             return JSONResponse({"status": "ready"})
@@ -102,19 +128,19 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         body = {"status": state} | ({"error": hub.error} if hub.error else {})
         return JSONResponse(body, status_code=503)
 
-    @app.get("/v1/protocol.json", tags=["protocol"])
+    @app.get("/v1/protocol.json", tags=["protocol"], openapi_extra=_PUBLIC)
     async def protocol_json() -> JSONResponse:
         return JSONResponse(schema)
 
-    @app.get("/metrics", tags=["ops"])
+    @app.get("/metrics", tags=["ops"], dependencies=[Depends(require_metrics_reader)])
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/v1/personas", tags=["protocol"])
+    @app.get("/v1/personas", tags=["protocol"], dependencies=any_role)
     async def personas() -> list[dict[str, str]]:
         return [{"id": p.id, "name": p.name, "subject": p.subject} for p in PERSONAS.values()]
 
-    @app.post("/v1/webrtc/offer", tags=["webrtc"])
+    @app.post("/v1/webrtc/offer", tags=["webrtc"], dependencies=any_role)
     async def webrtc_offer(request: Request) -> JSONResponse:
         limit = settings.webrtc.max_sdp_bytes + 1024
         if int(request.headers.get("content-length") or 0) > limit:
@@ -147,13 +173,22 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
 
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
+        if await admit_websocket(websocket, auth, bind_host=settings.host) is None:
+            return
         await serve_websocket(websocket, settings, hub, admission, metrics, ledger=ledger)
 
-    app.include_router(usage_router)
+    app.include_router(usage_router, dependencies=admin_only)
+    app.include_router(auth_routes.router)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")
     return app
+
+
+_API_DESCRIPTION = """Every route but /healthz, /readyz, the published specs and sign-in needs
+`Authorization: Bearer <access token>` (scheme bearerAuth). The WebSocket /v1/ws (not an HTTP route,
+so not listed here) takes the same header, or from a browser `?ticket=<one-time ticket>` from
+POST /v1/auth/ws-ticket; a page from a foreign Origin is refused."""
 
 
 def _http_error(status: int, code: str, message: str) -> JSONResponse:

@@ -1,4 +1,4 @@
-"""`convergio-voice serve`, `convergio-voice doctor` and `convergio-voice db upgrade|current|settle`."""
+"""`convergio-voice serve`, `doctor`, `db upgrade|current|settle` and `admin create`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ SERVE_OPTIONS: dict[str, tuple[str, ...]] = {
     **{kind: ("engines", kind) for kind in (*KINDS, *OPTIONAL_KINDS)},
     "end_of_turn_ms": ("turn", "end_of_turn_silence_ms"),
     "budget_v2v_ms": ("budgets", "voice_to_voice", "ms"),
+    "auth_mode": ("auth", "mode"),
 }
 
 
@@ -62,6 +63,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def _describe(exc: ValidationError) -> str:
     flags = {path: "--" + option.replace("_", "-") for option, path in SERVE_OPTIONS.items()}
     flags[("default_persona",)] = "--persona"
+    flags[("auth", "mode")] = "--open"
     lines = ["invalid settings:"]
     for error in exc.errors():
         path = tuple(str(p) for p in error["loc"])
@@ -79,16 +81,27 @@ def _serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 2
 
+    from voice_server.auth.guard import OpenModeRefused, check_open_mode
+
+    try:
+        check_open_mode(settings.auth, settings.host)
+    except OpenModeRefused as exc:
+        print(f"convergio-voice: {exc}", file=sys.stderr)
+        return 2
+
     # Before any model loads: a new database is created here, an outdated one stops the start.
     try:
         _on_database(settings, migrate.ensure_schema)
     except (migrate.SchemaError, DatabaseUnavailable) as exc:
         print(f"convergio-voice: {exc}", file=sys.stderr)
         return 2
+    settings = _with_kept_secret(settings)
 
     import uvicorn
 
     from voice_server.app import create_app
+    from voice_server.auth import redact
+    from voice_server.auth.tokens import Role
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -103,9 +116,18 @@ def _serve(args: argparse.Namespace) -> int:
             for sock in sock_server.sockets:
                 host, port = sock.getsockname()[:2]
         print(f"convergio-voice ready: ws://{host}:{port}/v1/ws (http://{host}:{port}/readyz)", flush=True)
+        # A newcomer at the console is talking at once: a single-use student link, short-lived.
+        # It goes to the console only, as a one-time code: never a token or the secret.
+        if settings.auth.mode == "open":
+            print(f"open mode, no sign-in: http://{host}:{port}/", flush=True)
+        else:
+            code = app.state.auth.signin_codes.issue(Role.STUDENT)
+            minutes = settings.auth.signin_code_ttl_s // 60
+            print(f"student sign-in link (works once, for {minutes} min): http://{host}:{port}/#signin={code}", flush=True)
 
+    app = create_app(settings, on_ready=announce)
     config = uvicorn.Config(
-        create_app(settings, on_ready=announce),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
@@ -116,9 +138,25 @@ def _serve(args: argparse.Namespace) -> int:
         ws_ping_interval=20,
         ws_ping_timeout=20,
     )
+    # uvicorn logs every path with its query string, where a one-time WebSocket ticket may be.
+    redact.install("uvicorn.access", "uvicorn.error")
     server = uvicorn.Server(config)
     server.run()
     return 0
+
+
+def _with_kept_secret(settings: Settings) -> Settings:
+    """The settings with a signing secret: the configured one, or the one kept in the data
+    directory (made on first start) so tokens survive a restart."""
+    if settings.auth.mode == "open" or settings.auth.secret is not None:
+        return settings
+    from pydantic import SecretStr
+
+    from voice_server.auth.secret import load_or_create_secret
+
+    secret = SecretStr(load_or_create_secret(settings.storage.data_dir))
+    auth = settings.auth.model_copy(update={"secret": secret})
+    return settings.model_copy(update={"auth": auth})
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -172,6 +210,42 @@ def _db(args: argparse.Namespace) -> int:
     print(f"database schema: {status.state} (revision {status.current or 'none'}, latest {status.head})")
     # Scripts can ask "is an upgrade needed?" from the exit status.
     return 0 if status.state in (migrate.SchemaState.CURRENT, migrate.SchemaState.EMPTY) else 1
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    """From stdin (--password-stdin) or a prompt: never from argv, which lands in shell history."""
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    if not sys.stdin.isatty():
+        raise ValueError("no terminal to prompt on: pipe the password in with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password again: ") != password:
+        raise ValueError("the passwords differ")
+    return password
+
+
+def _admin(args: argparse.Namespace) -> int:
+    from voice_server.auth import accounts
+    from voice_server.auth.passwords import WeakPassword
+    from voice_server.auth.tokens import Role
+
+    try:
+        settings = settings_from_args(argparse.Namespace())
+        password = _read_password(args)
+        role = Role(args.role)
+
+        async def create(engine: Any) -> accounts.Account:
+            await migrate.ensure_schema(engine)
+            return await accounts.create_account(engine, args.username, password, role)
+
+        account = _on_database(settings, create)
+    except (SettingsError, DatabaseUnavailable, migrate.SchemaError, WeakPassword, ValueError) as exc:
+        print(f"convergio-voice: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {role.value} account {args.username!r} (id {account.id}); sign in at /v1/auth/sign-in")
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -228,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--end-of-turn-ms", type=int, help=f"silence that ends a student's turn (default {end_of_turn})"
     )
     serve.add_argument("--budget-v2v-ms", type=int, help="voice-to-voice budget in ms")
+    serve.add_argument(
+        "--open", dest="auth_mode", action="store_const", const="open",
+        help="no sign-in, as a single local user (refused unless --host is a loopback address)",
+    )
     serve.set_defaults(func=_serve)
     doctor = sub.add_parser("doctor", help="check which engines and models are installed and load")
     doctor.add_argument("--load", action="store_true", help="also load engines that are not configured")
@@ -243,6 +321,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     settle.add_argument("--instance", required=True, help="that server's CONVERGIO_STORAGE__INSTANCE")
     db.set_defaults(func=_db)
+    admin = sub.add_parser("admin", help="accounts: teachers and admins who sign in with a password")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    create = admin_sub.add_parser("create", help="create an account (the first admin, or a teacher)")
+    create.add_argument("username")
+    create.add_argument("--role", choices=["admin", "teacher"], default="admin")
+    create.add_argument(
+        "--password-stdin", action="store_true",
+        help="read the password from the first line of stdin instead of prompting",
+    )
+    admin.set_defaults(func=_admin)
     return parser
 
 

@@ -15,6 +15,8 @@ from latency_bench.wer import normalise, number_words
 pytestmark = pytest.mark.models
 
 
+# The benchmark cannot send a token yet (latency_bench has no --token), so it measures a loopback
+# `serve --open` server.
 def _bench(server, clips: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "latency_bench", "--url", server.ws_url, "--audio-dir", str(clips), *args],
@@ -34,11 +36,11 @@ def two_short_clips(speech_clips: Path, tmp_path: Path) -> Path:
     return clips
 
 
-def test_benchmark_smoke_run_writes_json_plot_and_summary(server, two_short_clips: Path, tmp_path: Path):
+def test_benchmark_smoke_run_writes_json_plot_and_summary(open_server, two_short_clips: Path, tmp_path: Path):
     report = tmp_path / "report.json"
     reports = tmp_path / "reports"
     result = _bench(
-        server,
+        open_server,
         two_short_clips,
         "--json",
         str(report),
@@ -68,8 +70,8 @@ def test_benchmark_smoke_run_writes_json_plot_and_summary(server, two_short_clip
     assert "| 2 |" in (reports / "summary.md").read_text()
 
 
-def test_benchmark_soak_reports_memory_over_time(server, two_short_clips: Path, tmp_path: Path):
-    result = _bench(server, two_short_clips, "--soak", "0.2", "--report-dir", str(tmp_path))
+def test_benchmark_soak_reports_memory_over_time(open_server, two_short_clips: Path, tmp_path: Path):
+    result = _bench(open_server, two_short_clips, "--soak", "0.2", "--report-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     soak = json.loads((tmp_path / "report.json").read_text())["soak"]
     assert soak["turns"] >= 1 and len(soak["rss_mb_over_time"]) >= 2
@@ -82,9 +84,9 @@ def test_transcripts_are_normalised_before_scoring():
     assert normalise("IN EIGHTEEN THIRTEEN") == normalise("In 1813.")
 
 
-def test_benchmark_runs_over_webrtc_too(server, two_short_clips: Path, tmp_path: Path):
+def test_benchmark_runs_over_webrtc_too(open_server, two_short_clips: Path, tmp_path: Path):
     report = tmp_path / "report.json"
-    result = _bench(server, two_short_clips, "--transport", "webrtc", "--limit", "1", "--json", str(report))
+    result = _bench(open_server, two_short_clips, "--transport", "webrtc", "--limit", "1", "--json", str(report))
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["transport"] == "webrtc"

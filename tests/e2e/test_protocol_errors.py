@@ -32,7 +32,7 @@ async def _start(ws, **fields) -> dict:
 
 
 async def test_first_message_declares_protocol_and_reply_audio_format(server, assert_valid):
-    async with websockets.connect(server.ws_url) as ws:
+    async with websockets.connect(server.ws_url, additional_headers=server.auth()) as ws:
         hello = await _recv_json(ws)
         started = await _start(ws, persona="science", output_audio={"sample_rate": 24000})
     assert_valid([hello, started])
@@ -46,7 +46,7 @@ async def test_first_message_declares_protocol_and_reply_audio_format(server, as
 
 async def test_every_bad_input_is_answered_and_the_session_survives(server, assert_valid):
     received: list[dict] = []
-    async with websockets.connect(server.ws_url) as ws:
+    async with websockets.connect(server.ws_url, additional_headers=server.auth()) as ws:
         received.append(await _recv_json(ws))
 
         await ws.send(b"\x00\x01" * 160)
@@ -112,7 +112,7 @@ async def test_every_bad_input_is_answered_and_the_session_survives(server, asse
 
 
 async def test_oversized_audio_frame_closes_with_1009_before_buffering(server):
-    async with websockets.connect(server.ws_url, max_size=None) as ws:
+    async with websockets.connect(server.ws_url, max_size=None, additional_headers=server.auth()) as ws:
         hello = await _recv_json(ws)
         await _start(ws)
         await ws.send(bytes(hello["limits"]["max_frame_bytes"] + 2))
@@ -123,7 +123,7 @@ async def test_oversized_audio_frame_closes_with_1009_before_buffering(server):
 
 
 async def test_typed_input_and_cancel_stop_the_reply(server, assert_valid):
-    async with websockets.connect(server.ws_url) as ws:
+    async with websockets.connect(server.ws_url, additional_headers=server.auth()) as ws:
         messages = [await _recv_json(ws), await _start(ws)]
         await ws.send(json.dumps({"type": "input.text", "text": "Explain photosynthesis to me."}))
         while (message := await _recv_json(ws))["type"] != "reply.audio.started":
@@ -147,7 +147,7 @@ async def test_typed_input_and_cancel_stop_the_reply(server, assert_valid):
 
 
 async def test_repeat_that_says_the_last_answer_again_at_the_chosen_rate(server, assert_valid):
-    async with websockets.connect(server.ws_url) as ws:
+    async with websockets.connect(server.ws_url, additional_headers=server.auth()) as ws:
         messages = [await _recv_json(ws), await _start(ws)]
         await ws.send(json.dumps({"type": "response.repeat"}))
         messages.append(await _expect_error(ws, "nothing_to_repeat"))

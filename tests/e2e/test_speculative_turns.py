@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ async def test_a_mid_sentence_pause_yields_one_whole_turn(
     # This learner asked for a fixed patience instead of the turn policy's judgement (the policy,
     # which may well call "the apostle of the middle classes" finished, has its own tests).
     fixed = {"adaptive": False}
-    async with VoiceClient(server.ws_url, end_of_turn_silence_ms=PATIENCE_MS, turn_options=fixed) as client:
+    async with VoiceClient(server.ws_ticket_url(), end_of_turn_silence_ms=PATIENCE_MS, turn_options=fixed) as client:
         result = await client.play_clip(clip)
     assert_valid(client.messages)
     types = [m["type"] for m in client.messages]
@@ -59,8 +58,7 @@ async def test_a_mid_sentence_pause_yields_one_whole_turn(
 
 def test_metrics_expose_latency_histograms_and_counters_after_real_turns(server):
     # Runs after the end-to-end turns on the same server.
-    with urllib.request.urlopen(server.base_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = server.text("/metrics", role="admin")
     count = re.search(r"^convergio_voice_to_voice_seconds_count (\S+)$", text, re.M)
     assert count and float(count.group(1)) >= 1
     for stage in ("endpointing", "stt", "llm_first_token", "first_sentence", "tts_first_audio"):

@@ -38,7 +38,7 @@ async def test_every_clip_with_a_thinking_pause_is_one_whole_turn(
 ):
     entries = sorted(manifest(turn_clips), key=lambda e: e["duration_s"])[:SLICE]
     failures = []
-    async with VoiceClient(server.ws_url) as client:
+    async with VoiceClient(server.ws_ticket_url()) as client:
         for entry in entries:
             result = await client.play_clip(load_clip(turn_clips / entry["file"]))
             spoken = [t for t in result.turns if t.status != "no_speech"]

@@ -34,7 +34,7 @@ async def test_student_speaks_and_tutor_answers_in_a_voice(
 ):
     clips = _pick(speech_manifest)
     assert len(clips) >= 6
-    async with VoiceClient(server.ws_url) as client:
+    async with VoiceClient(server.ws_ticket_url()) as client:
         results = [await client.play_clip(load_clip(speech_clips / entry["file"])) for entry in clips]
     assert_valid(client.messages)
 
@@ -75,7 +75,7 @@ async def test_student_barging_in_stops_the_reply_at_once(
 ):
     names = [e["file"] for e in _pick(speech_manifest)]
     first, second = load_clip(speech_clips / names[0]), load_clip(speech_clips / names[1])
-    async with VoiceClient(server.ws_url) as client:
+    async with VoiceClient(server.ws_ticket_url()) as client:
         await client.send_audio(first.pcm16)
         started = await client.wait_for(lambda m: m["type"] == "reply.audio.started")
         interrupted_turn = started["turn_id"]
@@ -116,7 +116,7 @@ async def test_concurrent_sessions_never_hear_each_other(server, speech_clips: P
 
     entry = _pick(speech_manifest)[0]
     clip = load_clip(speech_clips / entry["file"])
-    async with VoiceClient(server.ws_url) as talking, VoiceClient(server.ws_url) as silent:
+    async with VoiceClient(server.ws_ticket_url()) as talking, VoiceClient(server.ws_ticket_url()) as silent:
         silence_ms = clip.duration_ms + 3000
         result, _ = await asyncio.gather(talking.play_clip(clip), silent.send_silence(silence_ms))
         await silent.send_silence(1500)  # while the first student hears the reply

@@ -82,7 +82,7 @@ async def test_a_student_talks_to_the_tutor_in_the_browser_and_every_state_is_ac
     server, browser_page, spoken_clip
 ):
     page = browser_page
-    await page.goto(server.base_url + "/")
+    await page.goto(server.signin_url())
     await page.wait_for_selector("#persona option", state="attached")
     await _axe(page, "idle")
 
@@ -141,7 +141,7 @@ async def _tab_to(page, element_id: str, limit: int = 40) -> None:
 
 async def test_a_whole_session_from_the_keyboard_alone(server, browser_page):
     page = browser_page
-    await page.goto(server.base_url + "/")
+    await page.goto(server.signin_url())
     await page.wait_for_selector("#persona option", state="attached")
     # Push-to-talk mode, chosen with the arrow keys in the radio group.
     await _tab_to(page, "mode-hands-free")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,7 @@ def loopback_only() -> None:
 
 
 def _gauge(server, name: str) -> float:
-    with urllib.request.urlopen(server.base_url + "/metrics", timeout=5) as response:
-        text = response.read().decode()
+    text = server.text("/metrics", role="admin")
     match = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(match.group(1)) if match else 0.0
 
@@ -46,7 +44,7 @@ async def test_a_peer_speaks_over_webrtc_and_hears_the_tutor(
 ):
     entry = next((e for e in speech_manifest if e["file"] == CLIP), speech_manifest[0])
     clip = load_clip(speech_clips / entry["file"])
-    peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate))
+    peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate), token=server.token())
     answer = await peer.connect()
     assert "127.0.0.1" in answer["sdp"]
     started = await peer.wait_for("session.started")
@@ -72,7 +70,7 @@ async def test_bad_offers_get_400_before_aiortc_sees_them(server):
         ({"type": "offer", "sdp": "v=0\r\n" + "a=x\r\n" * 40_000}, None),
     ]
     for body, raw in cases:
-        status, reply = await asyncio.to_thread(post_json, url, body, raw)
+        status, reply = await asyncio.to_thread(post_json, url, body, raw, server.token())
         assert status == 400, (body, reply)
         assert reply["error"]["code"] in {"invalid_json", "invalid_sdp", "sdp_too_large"}
         assert reply["error"]["message"]
@@ -86,7 +84,7 @@ def _clip(speech_clips: Path, manifest: list[dict]):
 
 async def test_a_peer_that_vanishes_is_cleaned_up_within_seconds(server, speech_clips: Path, speech_manifest):
     clip = _clip(speech_clips, speech_manifest)
-    peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate))
+    peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate), token=server.token())
     await peer.connect()
     await peer.wait_for("session.started")
     assert await asyncio.to_thread(_gauge, server, "convergio_webrtc_peers") == 1
@@ -99,10 +97,12 @@ async def test_a_peer_that_vanishes_is_cleaned_up_within_seconds(server, speech_
 
 async def test_a_peer_stuck_connecting_is_closed(server, speech_clips: Path, speech_manifest):
     clip = _clip(speech_clips, speech_manifest)
-    peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate))
+    peer = Peer(server.base_url, ClipTrack(clip.pcm16, clip.sample_rate), token=server.token())
     await peer.pc.setLocalDescription(await peer.pc.createOffer())
     offer = {"type": "offer", "sdp": peer.pc.localDescription.sdp}
-    status, _ = await asyncio.to_thread(post_json, server.base_url + "/v1/webrtc/offer", offer)
+    status, _ = await asyncio.to_thread(
+        post_json, server.base_url + "/v1/webrtc/offer", offer, None, server.token()
+    )
     assert status == 200
     await peer.pc.close()  # never applies the answer, so the server's side never connects
     await _until_no_peers(server, 15)

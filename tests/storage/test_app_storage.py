@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.storage.test_ledger import metric
 from voice_server.app import create_app
+from voice_server.auth.tokens import Role
 from voice_server.ledger import repository
 from voice_server.ledger.records import TurnState
 from voice_server.settings import Settings
@@ -25,7 +26,8 @@ def test_the_server_creates_its_database_and_writes_usage_left_in_the_buffer_at_
     app = create_app(Settings(storage={"url": database_url, "flush_interval_s": 10}))  # type: ignore[arg-type]
     app.state.hub.load = _no_models
     with TestClient(app) as http:
-        assert http.get("/api/v1/usage/sessions/sess_a").status_code == 404
+        admin = {"Authorization": f"Bearer {app.state.auth.issuer.mint(Role.ADMIN, 'adm_test')}"}
+        assert http.get("/api/v1/usage/sessions/sess_a", headers=admin).status_code == 404
         ledger = app.state.ledger
         ledger.observe("sess_a", metric(7))  # a session cut off by the shutdown, its turn in flight
     # After shutdown: written, and the open turn settled rather than left in flight.

@@ -1,0 +1,140 @@
+"""Checks a request's bearer token and role; FastAPI dependencies that also declare the security
+scheme in the served OpenAPI."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from voice_server.auth.onetime import OneTimeCodes
+from voice_server.auth.tokens import ALL_ROLES, Claims, InvalidToken, Role, TokenIssuer
+from voice_server.settings import AuthSettings
+
+log = logging.getLogger(__name__)
+
+# The one scheme every protected route declares (OpenAPI "bearerAuth").
+bearer_scheme = HTTPBearer(
+    scheme_name="bearerAuth",
+    bearerFormat="JWT",
+    description="An access token from POST /v1/auth/sign-in or POST /v1/auth/redeem.",
+    auto_error=False,
+)
+
+
+class AuthError(Exception):
+    """Rendered as the server's usual error body: 401 (who are you?) or 403 (not allowed)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # another name could resolve anywhere
+
+
+class OpenModeRefused(ValueError):
+    pass
+
+
+def check_open_mode(settings: AuthSettings, host: str) -> None:
+    """Open mode (no sign-in) only where nobody else can reach the server."""
+    if settings.mode == "open" and not is_loopback(host):
+        raise OpenModeRefused(
+            f"open mode (no sign-in) is refused on {host}: it is allowed only on a loopback address "
+            "such as 127.0.0.1; drop --open / CONVERGIO_AUTH__MODE=open to require sign-in"
+        )
+
+
+# What an open-mode request acts as: one local person with every right, as before accounts.
+OPEN_CLAIMS = Claims("local", Role.ADMIN, None, datetime.max.replace(tzinfo=UTC), "open")
+
+
+@dataclass
+class Authenticator:
+    """The server's auth state: the token issuer and its one-time codes."""
+
+    settings: AuthSettings
+    issuer: TokenIssuer
+    signin_codes: OneTimeCodes[Role] = field(init=False)
+    ws_tickets: OneTimeCodes[Claims] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.signin_codes = OneTimeCodes(self.settings.signin_code_ttl_s)
+        self.ws_tickets = OneTimeCodes(self.settings.ws_ticket_ttl_s)
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings) -> Authenticator:
+        if settings.secret is None:
+            # `serve` always passes a kept secret; an app built without one (tests, embedding)
+            # signs with a fresh one, valid until it stops.
+            if settings.mode != "open":
+                log.warning("no CONVERGIO_AUTH__SECRET: tokens are valid only until this server stops")
+            secret = secrets.token_urlsafe(48)
+        else:
+            secret = settings.secret.get_secret_value()
+        return cls(settings, TokenIssuer(secret, ttl_s=settings.access_token_ttl_s))
+
+    @property
+    def open(self) -> bool:
+        return self.settings.mode == "open"
+
+    def check(self, token: str | None, roles: frozenset[Role]) -> Claims:
+        if self.open:
+            return OPEN_CLAIMS
+        if not token:
+            raise AuthError(401, "unauthenticated", "Sign in first: send an access token as a bearer token.")
+        try:
+            claims = self.issuer.verify(token)
+        except InvalidToken as exc:
+            raise AuthError(401, "invalid_token", f"Sign in again: {exc}.") from None
+        if claims.role not in roles:
+            raise AuthError(403, "forbidden", "Your role may not use this.")
+        return claims
+
+    def is_metrics_token(self, token: str | None) -> bool:
+        expected = self.settings.metrics_token
+        return bool(token) and expected is not None and hmac.compare_digest(
+            token.encode(), expected.get_secret_value().encode()
+        )
+
+
+def authenticator(request: Request) -> Authenticator:
+    return request.app.state.auth  # type: ignore[no-any-return]
+
+
+def require(*roles: Role) -> Callable[..., Awaitable[Claims]]:
+    """A dependency: the caller's claims when its token is valid and its role one of `roles`
+    (every role when none is named)."""
+    allowed = frozenset(roles) or ALL_ROLES
+
+    async def dependency(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+    ) -> Claims:
+        return authenticator(request).check(credentials.credentials if credentials else None, allowed)
+
+    return dependency
+
+
+async def require_metrics_reader(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+) -> None:
+    """/metrics: an admin's token, or the scrape token from configuration."""
+    auth = authenticator(request)
+    token = credentials.credentials if credentials else None
+    if auth.is_metrics_token(token):
+        return
+    auth.check(token, frozenset({Role.ADMIN}))

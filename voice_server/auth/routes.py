@@ -1,0 +1,109 @@
+"""HTTP: sign in (teachers, admins), redeem a student sign-in link, get a WebSocket ticket, make a
+new student sign-in link."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+
+from voice_server.auth import accounts
+from voice_server.auth.guard import AuthError, Authenticator, authenticator, require
+from voice_server.auth.tokens import Claims, Role, new_subject
+
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class SignIn(BaseModel):
+    username: str = Field(min_length=1, max_length=accounts.MAX_USERNAME_CHARS)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class Redeem(BaseModel):
+    code: str = Field(min_length=1, max_length=128)
+
+
+class AccessToken(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="seconds")
+    role: Role
+
+
+class Ticket(BaseModel):
+    ticket: str = Field(description="open /v1/ws?ticket=<ticket> with it, once")
+    expires_in: int = Field(description="seconds")
+
+
+class SignInLink(BaseModel):
+    code: str = Field(description="single use; the page at /#signin=<code> redeems it")
+    path: str
+    expires_in: int = Field(description="seconds")
+
+
+_401 = {401: {"model": ErrorResponse, "description": "missing, expired or forged token"}}
+_403 = {403: {"model": ErrorResponse, "description": "this role may not do this"}}
+
+
+def _token(auth: Authenticator, role: Role, subject: str) -> AccessToken:
+    token = auth.issuer.mint(role, subject)
+    return AccessToken(access_token=token, expires_in=auth.issuer.ttl_s, role=role)
+
+
+@router.post(
+    "/sign-in",
+    response_model=AccessToken,
+    responses={401: {"model": ErrorResponse, "description": "wrong username or password"}},
+    openapi_extra={"security": []},
+)
+async def sign_in(body: SignIn, request: Request) -> AccessToken:
+    """Teachers and admins: a username and password for an access token."""
+    auth = authenticator(request)
+    account = await accounts.authenticate(request.app.state.ledger.engine, body.username, body.password)
+    if account is None:
+        raise AuthError(401, "invalid_credentials", "The username or password is wrong.")
+    return _token(auth, account.role, account.id)
+
+
+@router.post(
+    "/redeem",
+    response_model=AccessToken,
+    responses={401: {"model": ErrorResponse, "description": "unknown, used or expired code"}},
+    openapi_extra={"security": []},
+)
+async def redeem(body: Redeem, request: Request) -> AccessToken:
+    """Students: a one-time sign-in code (from a link) for an access token with a new opaque id."""
+    auth = authenticator(request)
+    role = auth.signin_codes.redeem(body.code)
+    if role is None:
+        raise AuthError(401, "invalid_code", "This sign-in link was already used or has expired. Ask for a new one.")
+    return _token(auth, role, new_subject("stu"))
+
+
+@router.post("/ws-ticket", response_model=Ticket, responses=_401)
+async def ws_ticket(
+    request: Request, claims: Annotated[Claims, Depends(require())]
+) -> Ticket:
+    """A one-time ticket to open the WebSocket from a browser, which cannot set its headers."""
+    auth = authenticator(request)
+    return Ticket(ticket=auth.ws_tickets.issue(claims), expires_in=int(auth.ws_tickets.ttl_s))
+
+
+@router.post("/signin-links", response_model=SignInLink, responses=_401 | _403)
+async def signin_link(
+    request: Request, _: Annotated[Claims, Depends(require(Role.TEACHER, Role.ADMIN))]
+) -> SignInLink:
+    """Teachers and admins: a new single-use student sign-in link."""
+    auth = authenticator(request)
+    code = auth.signin_codes.issue(Role.STUDENT)
+    return SignInLink(code=code, path=f"/#signin={code}", expires_in=int(auth.signin_codes.ttl_s))
