@@ -1,6 +1,11 @@
 // Convergio Voice browser client: WebRTC audio both ways, protocol v1 events on a data channel.
 // Captions and state changes reach screen readers through live regions, one final sentence at a
 // time (never token by token); errors use role="alert".
+//
+// Sign-in: the server hands out short-lived access tokens. A student arrives with a one-time link
+// (/#signin=<code>) that the page exchanges for a token at once; teachers and admins sign in with
+// a password. The token lives in this tab only (sessionStorage, never localStorage or a cookie)
+// and no key is ever part of the page.
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -10,9 +15,13 @@ const ui = {
   latency: $("latency"), audio: $("tutor-audio"), rate: $("rate"), rateValue: $("rate-value"),
   pttKey: $("ptt-key"), pttKeyChange: $("ptt-key-change"), pttKeyEnabled: $("ptt-key-enabled"),
   pttSettings: $("ptt-settings"), speaking: $("speaking"),
+  signin: $("signin"), signinHeading: $("signin-heading"), joinForm: $("join-form"), joinCode: $("join-code"),
+  accountForm: $("account-form"), username: $("username"), password: $("password"),
+  sessionPanel: $("session-panel"), conversationPanel: $("conversation-panel"),
 };
 
 const STATUS = {
+  signin: "Sign in to talk to a tutor.",
   idle: "Idle. Choose a tutor and start a session.",
   connecting: "Connecting to your tutor…",
   listening: "Listening. Speak when you are ready.",
@@ -27,8 +36,97 @@ const state = {
   pttKey: " ", pttKeyName: "Space", pttKeyEnabled: true, capturingKey: false, talking: false,
   tutorName: "Tutor", replyTurn: null,
 };
-// Exposed for tests and for anyone debugging a session from the console.
+// Exposed for tests and for anyone debugging a session from the console (without the token).
 window.convergio = state;
+
+// ------------------------------------------------------------------------------ sign-in
+const TOKEN_KEY = "convergio.token";
+let accessToken = sessionStorage.getItem(TOKEN_KEY);
+
+function authHeaders() {
+  return accessToken ? { authorization: `Bearer ${accessToken}` } : {};
+}
+
+function keepToken(token) {
+  accessToken = token;
+  if (token) sessionStorage.setItem(TOKEN_KEY, token);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body.error && body.error.message) return body.error.message;
+  } catch (error) { /* not JSON */ }
+  return `HTTP ${response.status}`;
+}
+
+function showSignIn(errorText) {
+  keepToken(null);
+  ui.signin.hidden = false;
+  ui.sessionPanel.hidden = true;
+  ui.conversationPanel.hidden = true;
+  setPhase("signin");
+  showError(errorText || "");
+  ui.signinHeading.focus();
+}
+
+async function signedIn() {
+  ui.signin.hidden = true;
+  ui.sessionPanel.hidden = false;
+  ui.conversationPanel.hidden = false;
+  ui.password.value = "";
+  ui.joinCode.value = "";
+  showError("");
+  setPhase("idle");
+  return loadPersonas();
+}
+
+async function exchange(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(await errorMessage(response));
+  keepToken((await response.json()).access_token);
+}
+
+async function join(code) {
+  try {
+    await exchange("/v1/auth/redeem", { code });
+  } catch (error) {
+    showSignIn(`Could not sign in: ${error.message}`);
+    return;
+  }
+  const ready = await signedIn();
+  if (ready) ui.persona.focus();
+}
+
+ui.joinForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const code = ui.joinCode.value.trim().replace(/^.*#signin=/, "");  // a pasted link works too
+  if (!code) { showError("Enter the sign-in code."); ui.joinCode.focus(); return; }
+  join(code);
+});
+
+ui.accountForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  if (!ui.username.value.trim() || !ui.password.value) {
+    showError("Enter your username and password.");
+    (ui.username.value.trim() ? ui.password : ui.username).focus();
+    return;
+  }
+  try {
+    await exchange("/v1/auth/sign-in", { username: ui.username.value.trim(), password: ui.password.value });
+  } catch (error) {
+    ui.password.value = "";
+    showError(`Could not sign in: ${error.message}`);
+    ui.password.focus();
+    return;
+  }
+  if (await signedIn()) ui.persona.focus();
+});
 
 function setPhase(phase) {
   state.phase = phase;
@@ -37,7 +135,7 @@ function setPhase(phase) {
   if (ui.status.textContent !== STATUS[key]) ui.status.textContent = STATUS[key];
   ui.status.dataset.state = phase;
   const live = phase === "listening" || phase === "speaking";
-  ui.start.disabled = phase === "connecting" || live;
+  ui.start.disabled = phase === "connecting" || phase === "signin" || live;
   ui.end.disabled = !(phase === "connecting" || live);
   ui.stop.disabled = !live;
   ui.repeat.disabled = !live;
@@ -111,9 +209,14 @@ async function start() {
     await iceGatheringDone(pc, 3000);
     const response = await fetch("/v1/webrtc/offer", {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...authHeaders() },
       body: JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp }),
     });
+    if (response.status === 401) {
+      stop();
+      showSignIn("Your sign-in has expired. Sign in again to start a session.");
+      return;
+    }
     const body = await response.json();
     if (!response.ok) throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
     await pc.setRemoteDescription({ type: "answer", sdp: body.sdp });
@@ -219,17 +322,27 @@ function onMessage(message) {
 }
 
 // ------------------------------------------------------------------------------ controls
+// True when signed in (or the server needs no sign-in) and the tutors are listed.
 async function loadPersonas() {
   try {
-    const personas = await (await fetch("/v1/personas")).json();
+    const response = await fetch("/v1/personas", { headers: authHeaders() });
+    if (response.status === 401) {
+      showSignIn(accessToken ? "Your sign-in has expired. Sign in again." : "");
+      return false;
+    }
+    if (!response.ok) throw new Error(await errorMessage(response));
+    const personas = await response.json();
+    ui.persona.replaceChildren();
     for (const p of personas) {
       const option = document.createElement("option");
       option.value = p.id;
       option.textContent = `${p.name}, ${p.subject}`;
       ui.persona.append(option);
     }
+    return true;
   } catch (error) {
     showError("Could not load the list of tutors.");
+    return false;
   }
 }
 
@@ -315,5 +428,12 @@ document.addEventListener("keyup", (event) => {
   }
 });
 
-loadPersonas();
 setPhase("idle");
+// A sign-in link: take the code out of the address bar and history at once, then redeem it.
+const linkCode = new URLSearchParams(location.hash.slice(1)).get("signin");
+if (linkCode) {
+  history.replaceState(null, "", location.pathname + location.search);
+  join(linkCode);
+} else {
+  loadPersonas();
+}
