@@ -1,0 +1,217 @@
+"""Who may call what: every endpoint and the WebSocket × every role × a missing, expired, forged
+or otherwise bad token. Only the allowed cells get through; the others get 401 (who are you?) or
+403 (not for your role), in the server's usual error shape.
+
+Classroom-scoped cells (a teacher seeing only their classroom's sessions) wait for classrooms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from tests.auth.conftest import OTHER_SECRET, SECRET, AuthApp
+from voice_server.auth.tokens import AUDIENCE, Role, TokenIssuer
+
+STUDENT, TEACHER, ADMIN = Role.STUDENT, Role.TEACHER, Role.ADMIN
+EVERYONE = frozenset(Role)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    allowed: frozenset[Role]
+    body: object = None
+    route: str = ""  # the route's template, where the path fills it in
+
+    @property
+    def template(self) -> str:
+        return self.route or self.path.split("?")[0]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+# Every HTTP route that is not public. A route added without an entry here fails
+# test_every_route_is_in_the_matrix_or_public.
+ENDPOINTS = [
+    Endpoint("GET", "/v1/personas", EVERYONE),
+    # Allowed means the offer is looked at: this one is then refused as bad SDP (400).
+    Endpoint("POST", "/v1/webrtc/offer", EVERYONE, {"type": "offer", "sdp": "not sdp"}),
+    Endpoint("POST", "/v1/auth/ws-ticket", EVERYONE),
+    Endpoint("POST", "/v1/auth/signin-links", frozenset({TEACHER, ADMIN})),
+    Endpoint("GET", "/metrics", frozenset({ADMIN})),
+    Endpoint("GET", "/api/v1/usage?start=2026-01-01T00:00:00&end=2026-01-02T00:00:00", frozenset({ADMIN})),
+    Endpoint("GET", "/api/v1/usage/sessions/sess_x", frozenset({ADMIN}), route="/api/v1/usage/sessions/{session_id}"),
+]
+PUBLIC = {"/healthz", "/readyz", "/v1/protocol.json", "/openapi.json", "/docs", "/docs/oauth2-redirect",
+          "/redoc", "/v1/auth/sign-in", "/v1/auth/redeem"}
+
+
+def _payload(**overrides: object) -> dict[str, object]:
+    now = datetime.now(UTC)
+    return {"aud": AUDIENCE, "sub": "stu_x", "role": "admin", "iat": now,
+            "exp": now + timedelta(minutes=5), "jti": "j1"} | overrides
+
+
+# A bad credential, and the header that carries it (None: no header at all).
+BAD_CREDENTIALS: dict[str, str | None] = {
+    "missing": None,
+    "expired": f"Bearer {TokenIssuer(SECRET, ttl_s=60).mint(ADMIN, 'adm_x', ttl_s=-1)}",
+    "forged (another secret)": f"Bearer {TokenIssuer(OTHER_SECRET, ttl_s=60).mint(ADMIN, 'adm_x')}",
+    "unsigned (alg none)": "Bearer " + jwt.encode(_payload(), None, algorithm="none"),
+    "another audience": "Bearer " + jwt.encode(_payload(aud="other-service"), SECRET, algorithm="HS256"),
+    "unknown role": "Bearer " + jwt.encode(_payload(role="superuser"), SECRET, algorithm="HS256"),
+    "no expiry": "Bearer " + jwt.encode(
+        {k: v for k, v in _payload().items() if k != "exp"}, SECRET, algorithm="HS256"),
+    "garbage": "Bearer not.a.token",
+    "not bearer": "Basic YWRtaW46YWRtaW4=",
+}
+
+
+def _call(api: AuthApp, endpoint: Endpoint, authorization: str | None):
+    headers = {"authorization": authorization} if authorization else {}
+    return api.http.request(endpoint.method, endpoint.path, headers=headers, json=endpoint.body)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_each_role_gets_exactly_the_endpoints_allowed_to_it(auth_app: AuthApp, endpoint: Endpoint, role: Role):
+    response = _call(auth_app, endpoint, f"Bearer {auth_app.token(role)}")
+    if role in endpoint.allowed:
+        assert response.status_code not in (401, 403), response.text
+    else:
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "forbidden"
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+@pytest.mark.parametrize("credential", BAD_CREDENTIALS, ids=str)
+def test_a_bad_or_missing_token_is_refused_everywhere(auth_app: AuthApp, endpoint: Endpoint, credential: str):
+    response = _call(auth_app, endpoint, BAD_CREDENTIALS[credential])
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["error"]["code"] in {"unauthenticated", "invalid_token"}
+
+
+def test_metrics_also_take_the_scrape_token_from_configuration(auth_app: AuthApp):
+    from tests.auth.conftest import METRICS_TOKEN
+
+    response = auth_app.http.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200 and "convergio_" in response.text
+    wrong = auth_app.http.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}x"})
+    assert wrong.status_code == 401
+
+
+def test_public_endpoints_need_no_token(auth_app: AuthApp):
+    for path in ("/healthz", "/v1/protocol.json", "/openapi.json", "/", "/app.js", "/style.css"):
+        assert auth_app.http.get(path).status_code == 200, path
+    assert auth_app.http.get("/readyz").status_code in (200, 503)  # no models here
+
+
+def test_every_route_is_in_the_matrix_or_public(auth_app: AuthApp):
+    # The OpenAPI lists routers' routes too; app.routes adds those kept out of it (/docs ...).
+    served = set(auth_app.http.get("/openapi.json").json()["paths"])
+    served |= {route.path for route in auth_app.app.routes if getattr(route, "methods", None)}
+    assert "/api/v1/usage/sessions/{session_id}" in served
+    in_matrix = {endpoint.template for endpoint in ENDPOINTS}
+    assert served - in_matrix - PUBLIC == set()
+
+
+def test_the_openapi_states_a_security_scheme_for_every_route(auth_app: AuthApp):
+    spec = auth_app.http.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "An access token from POST /v1/auth/sign-in or POST /v1/auth/redeem.",
+    }
+    protected = {endpoint.template for endpoint in ENDPOINTS}
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            expected = [{"bearerAuth": []}] if path in protected else []
+            assert operation.get("security") == expected, f"{method.upper()} {path}"
+
+
+# ------------------------------------------------------------------------------ WebSocket
+
+
+def _ws_accepts(api: AuthApp, path: str = "/v1/ws", **headers: str) -> bool:
+    headers.setdefault("host", "127.0.0.1:8765")  # where a browser would have sent it
+    try:
+        with api.http.websocket_connect(path, headers=headers) as ws:
+            return ws.receive_json()["type"] == "server.hello"
+    except WebSocketDisconnect:
+        return False
+
+
+@pytest.mark.parametrize("role", list(Role), ids=str)
+def test_every_role_may_open_the_websocket_with_a_bearer_header(auth_app: AuthApp, role: Role):
+    assert _ws_accepts(auth_app, authorization=f"Bearer {auth_app.token(role)}")
+
+
+@pytest.mark.parametrize("credential", BAD_CREDENTIALS, ids=str)
+def test_the_websocket_refuses_a_bad_or_missing_token(auth_app: AuthApp, credential: str):
+    authorization = BAD_CREDENTIALS[credential]
+    assert not _ws_accepts(auth_app, **({"authorization": authorization} if authorization else {}))
+
+
+def _ticket(api: AuthApp, role: Role = STUDENT) -> str:
+    response = api.http.post("/v1/auth/ws-ticket", headers={"authorization": f"Bearer {api.token(role)}"})
+    assert response.status_code == 200
+    return response.json()["ticket"]
+
+
+def test_a_browser_opens_the_websocket_with_a_one_time_ticket_once(auth_app: AuthApp):
+    ticket = _ticket(auth_app)
+    assert _ws_accepts(auth_app, f"/v1/ws?ticket={ticket}", origin="http://127.0.0.1:8765")
+    assert not _ws_accepts(auth_app, f"/v1/ws?ticket={ticket}", origin="http://127.0.0.1:8765")
+    assert not _ws_accepts(auth_app, "/v1/ws?ticket=made-up")
+
+
+def test_an_access_token_in_the_websocket_url_is_refused(auth_app: AuthApp):
+    # It would land in access logs and browser history; tickets exist for that.
+    assert not _ws_accepts(auth_app, f"/v1/ws?token={auth_app.token(STUDENT)}")
+    assert not _ws_accepts(auth_app, f"/v1/ws?access_token={auth_app.token(STUDENT)}")
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://evil.example",
+        "http://evil.example:8765",  # DNS rebinding: a foreign name resolving to this server
+        "http://127.0.0.1:9999",  # another port is another origin
+        "null",  # a sandboxed frame or a file:// page
+    ],
+)
+def test_a_foreign_origin_is_refused_even_with_a_valid_token(auth_app: AuthApp, origin: str):
+    assert not _ws_accepts(auth_app, origin=origin, authorization=f"Bearer {auth_app.token(STUDENT)}")
+
+
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:8765", "http://localhost:8765"])
+def test_the_servers_own_origin_may_open_the_websocket(tmp_path, origin: str):
+    from fastapi.testclient import TestClient
+
+    from tests.auth.conftest import make_app
+
+    app = make_app(tmp_path)
+    host = origin.removeprefix("http://")
+    with TestClient(app, base_url=origin) as http:
+        api = AuthApp(app, http)
+        assert _ws_accepts(api, origin=origin, host=host, authorization=f"Bearer {api.token(STUDENT)}")
+
+
+def test_a_configured_origin_may_open_the_websocket(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tests.auth.conftest import make_app
+
+    app = make_app(tmp_path, allowed_origins=["https://tutor.school.example"])
+    with TestClient(app, base_url="http://127.0.0.1:8765") as http:
+        api = AuthApp(app, http)
+        token = f"Bearer {api.token(STUDENT)}"
+        assert _ws_accepts(api, origin="https://tutor.school.example", authorization=token)
+        assert not _ws_accepts(api, origin="https://other.school.example", authorization=token)
