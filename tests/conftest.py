@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -18,6 +17,8 @@ import jsonschema
 import pytest
 
 from tests.speech import manifest, speech_dir, turns_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -113,8 +114,9 @@ def start_server(
 ) -> RunningServer:
     """Start the server exactly as the README does (`convergio-voice serve`), wait for /readyz."""
     port = _free_port()
-    exe = shutil.which("convergio-voice")
-    command = [exe] if exe else [sys.executable, "-m", "voice_server.cli"]
+    # `convergio-voice` is this entry point; run as a module from this checkout, so the server
+    # under test is this code even where the installed script belongs to another checkout.
+    command = [sys.executable, "-m", "voice_server.cli"]
     log_path = tmp / f"server-{port}.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(
@@ -122,6 +124,7 @@ def start_server(
         stdout=log_file,
         stderr=subprocess.STDOUT,
         text=True,
+        cwd=REPO_ROOT,
         # Each server keeps its database in its own directory, never in the user's data directory.
         env={**os.environ, "CONVERGIO_STORAGE__DATA_DIR": str(tmp / "data"), **(env or {})},
     )
