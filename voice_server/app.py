@@ -114,6 +114,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.webrtc = webrtc
     app.state.admission = admission
     app.state.ledger = ledger
+    app.state.database = database
     app.state.prices = settings.billing.load_prices()
 
     @app.get("/healthz", tags=["ops"], openapi_extra=_PUBLIC)

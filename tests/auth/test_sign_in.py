@@ -19,7 +19,7 @@ PASSWORD = "a long enough password"
 def test_a_teacher_signs_in_with_a_password_and_gets_a_token_for_an_opaque_id(auth_app: AuthApp):
     # The app's database engine lives on the TestClient's event loop: the account is made there.
     account = auth_app.http.portal.call(
-        accounts.create_account, auth_app.app.state.ledger.engine, "ms.rivera", PASSWORD, Role.TEACHER
+        accounts.create_account, auth_app.app.state.database, "ms.rivera", PASSWORD, Role.TEACHER
     )
     response = auth_app.http.post("/v1/auth/sign-in", json={"username": "ms.rivera", "password": PASSWORD})
     assert response.status_code == 200
@@ -32,7 +32,7 @@ def test_a_teacher_signs_in_with_a_password_and_gets_a_token_for_an_opaque_id(au
 @pytest.mark.parametrize("username,password", [("ms.rivera", "wrong password!!"), ("nobody", PASSWORD)])
 def test_a_wrong_password_or_unknown_name_gets_the_same_refusal(auth_app: AuthApp, username, password):
     auth_app.http.portal.call(
-        accounts.create_account, auth_app.app.state.ledger.engine, "ms.rivera", PASSWORD, Role.TEACHER
+        accounts.create_account, auth_app.app.state.database, "ms.rivera", PASSWORD, Role.TEACHER
     )
     response = auth_app.http.post("/v1/auth/sign-in", json={"username": username, "password": password})
     assert response.status_code == 401

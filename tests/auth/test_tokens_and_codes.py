@@ -96,3 +96,4 @@ def test_credentials_in_a_logged_url_are_redacted():
     line = '127.0.0.1:5 - "WebSocket /v1/ws?ticket=abc123&x=1" [accepted]'
     assert redact(line) == '127.0.0.1:5 - "WebSocket /v1/ws?ticket=[redacted]&x=1" [accepted]'
     assert "secret" not in redact("/v1/ws?token=secret")
+    assert redact("closed with code=1008") == "closed with code=1008"  # not a query parameter

@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 import re
 
-_SECRET_PARAMS = re.compile(r"(?i)\b(ticket|token|access_token|code)=[^&\s\"']+")
+# Query parameters only (after "?" or "&"), so a log line's own "code=1008" is left alone.
+_SECRET_PARAMS = re.compile(r"(?i)([?&](?:ticket|token|access_token|code)=)[^&\s\"']+")
 
 
 def redact(text: str) -> str:
-    return _SECRET_PARAMS.sub(r"\1=[redacted]", text)
+    return _SECRET_PARAMS.sub(r"\1[redacted]", text)
 
 
 class RedactCredentials(logging.Filter):

@@ -69,7 +69,7 @@ def _token(auth: Authenticator, role: Role, subject: str) -> AccessToken:
 async def sign_in(body: SignIn, request: Request) -> AccessToken:
     """Teachers and admins: a username and password for an access token."""
     auth = authenticator(request)
-    account = await accounts.authenticate(request.app.state.ledger.engine, body.username, body.password)
+    account = await accounts.authenticate(request.app.state.database, body.username, body.password)
     if account is None:
         raise AuthError(401, "invalid_credentials", "The username or password is wrong.")
     return _token(auth, account.role, account.id)
