@@ -63,7 +63,8 @@ class Peer:
     async def connect(self, persona: str = "maths") -> dict[str, Any]:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         offer = {"type": "offer", "sdp": self.pc.localDescription.sdp}
-        status, answer = await asyncio.to_thread(post_json, self.base_url + "/v1/webrtc/offer", offer, None, self.token)
+        url = self.base_url + "/v1/webrtc/offer"
+        status, answer = await asyncio.to_thread(post_json, url, offer, None, self.token)
         assert status == 200, answer
         await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         opened = asyncio.Event()

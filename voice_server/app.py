@@ -23,11 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 import web_client
 from pipelines.personas import PERSONAS
 from voice_server import __version__
+from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.auth import routes as auth_routes
-from voice_server.auth.guard import AuthError, Authenticator, check_open_mode, require, require_metrics_reader
+from voice_server.auth.guard import Authenticator, AuthError, check_open_mode, require, require_metrics_reader
 from voice_server.auth.tokens import Role
 from voice_server.auth.websocket import admit_websocket
-from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.engines import EngineHub
 from voice_server.ledger.api import router as usage_router
 from voice_server.ledger.writer import UsageLedger

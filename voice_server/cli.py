@@ -123,7 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
         else:
             code = app.state.auth.signin_codes.issue(Role.STUDENT)
             minutes = settings.auth.signin_code_ttl_s // 60
-            print(f"student sign-in link (works once, for {minutes} min): http://{host}:{port}/#signin={code}", flush=True)
+            link = f"http://{host}:{port}/#signin={code}"
+            print(f"student sign-in link (works once, for {minutes} min): {link}", flush=True)
 
     app = create_app(settings, on_ready=announce)
     config = uvicorn.Config(

@@ -47,7 +47,10 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/auth/signin-links", frozenset({TEACHER, ADMIN})),
     Endpoint("GET", "/metrics", frozenset({ADMIN})),
     Endpoint("GET", "/api/v1/usage?start=2026-01-01T00:00:00&end=2026-01-02T00:00:00", frozenset({ADMIN})),
-    Endpoint("GET", "/api/v1/usage/sessions/sess_x", frozenset({ADMIN}), route="/api/v1/usage/sessions/{session_id}"),
+    Endpoint(
+        "GET", "/api/v1/usage/sessions/sess_x", frozenset({ADMIN}),
+        route="/api/v1/usage/sessions/{session_id}",
+    ),
 ]
 PUBLIC = {"/healthz", "/readyz", "/v1/protocol.json", "/openapi.json", "/docs", "/docs/oauth2-redirect",
           "/redoc", "/v1/auth/sign-in", "/v1/auth/redeem"}
@@ -81,7 +84,9 @@ def _call(api: AuthApp, endpoint: Endpoint, authorization: str | None):
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
 @pytest.mark.parametrize("role", list(Role), ids=str)
-def test_each_role_gets_exactly_the_endpoints_allowed_to_it(auth_app: AuthApp, endpoint: Endpoint, role: Role):
+def test_each_role_gets_exactly_the_endpoints_allowed_to_it(
+    auth_app: AuthApp, endpoint: Endpoint, role: Role
+):
     response = _call(auth_app, endpoint, f"Bearer {auth_app.token(role)}")
     if role in endpoint.allowed:
         assert response.status_code not in (401, 403), response.text

@@ -21,10 +21,13 @@ PASSWORD = "the admin's long password"
 WRONG_PASSWORD = "a guess that is wrong"
 LIGHT = ("--llm", "echo", "--tts", "silence", "--turn", "none")
 # The test server's settings, less the known secret: this server makes and keeps its own.
-ENV = {k: v for k, v in TEST_SERVER_ENV.items() if k != "CONVERGIO_AUTH__SECRET"} | {"CONVERGIO_LOG_LEVEL": "debug"}
+ENV = {k: v for k, v in TEST_SERVER_ENV.items() if k != "CONVERGIO_AUTH__SECRET"}
+ENV["CONVERGIO_LOG_LEVEL"] = "debug"  # the most a server logs
 
 
-def _post(server: RunningServer, path: str, body: object = None, token: str | None = None) -> tuple[int, dict]:
+def _post(
+    server: RunningServer, path: str, body: object = None, token: str | None = None
+) -> tuple[int, dict]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     status, raw = server.request("POST", path, body=body, headers=headers)
     return status, json.loads(raw or b"null")
@@ -43,7 +46,8 @@ def test_serve_keeps_its_secret_hands_out_a_one_time_link_and_logs_no_credential
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         secret = secret_file.read_text().strip()
 
-        link = re.search(r"student sign-in link \(works once, for 10 min\): (\S+)/#signin=(\S+)", server.log())
+        announced = r"student sign-in link \(works once, for 10 min\): (\S+)/#signin=(\S+)"
+        link = re.search(announced, server.log())
         assert link and link.group(1) == server.base_url
         code = link.group(2)
         status, student = _post(server, "/v1/auth/redeem", {"code": code})

@@ -36,7 +36,9 @@ def two_short_clips(speech_clips: Path, tmp_path: Path) -> Path:
     return clips
 
 
-def test_benchmark_smoke_run_writes_json_plot_and_summary(open_server, two_short_clips: Path, tmp_path: Path):
+def test_benchmark_smoke_run_writes_json_plot_and_summary(
+    open_server, two_short_clips: Path, tmp_path: Path
+):
     report = tmp_path / "report.json"
     reports = tmp_path / "reports"
     result = _bench(
@@ -86,7 +88,9 @@ def test_transcripts_are_normalised_before_scoring():
 
 def test_benchmark_runs_over_webrtc_too(open_server, two_short_clips: Path, tmp_path: Path):
     report = tmp_path / "report.json"
-    result = _bench(open_server, two_short_clips, "--transport", "webrtc", "--limit", "1", "--json", str(report))
+    result = _bench(
+        open_server, two_short_clips, "--transport", "webrtc", "--limit", "1", "--json", str(report)
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(report.read_text())
     assert data["transport"] == "webrtc"

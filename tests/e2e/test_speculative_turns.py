@@ -38,7 +38,8 @@ async def test_a_mid_sentence_pause_yields_one_whole_turn(
     # This learner asked for a fixed patience instead of the turn policy's judgement (the policy,
     # which may well call "the apostle of the middle classes" finished, has its own tests).
     fixed = {"adaptive": False}
-    async with VoiceClient(server.ws_ticket_url(), end_of_turn_silence_ms=PATIENCE_MS, turn_options=fixed) as client:
+    url = server.ws_ticket_url()
+    async with VoiceClient(url, end_of_turn_silence_ms=PATIENCE_MS, turn_options=fixed) as client:
         result = await client.play_clip(clip)
     assert_valid(client.messages)
     types = [m["type"] for m in client.messages]

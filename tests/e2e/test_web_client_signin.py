@@ -6,12 +6,19 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_web_client_browser import _axe, _phase, _tab_to, browser_page, spoken_clip  # noqa: F401
+from tests.e2e import test_web_client_browser as browser
+from tests.e2e.test_web_client_browser import _axe, _phase, _tab_to
+
+# The same Chromium with a fake microphone as the session tests.
+browser_page = browser.browser_page
+spoken_clip = browser.spoken_clip
 
 pytestmark = pytest.mark.models
 
 
-async def test_a_student_joins_with_a_code_from_the_keyboard_and_errors_are_announced(server, browser_page):
+async def test_a_student_joins_with_a_code_from_the_keyboard_and_errors_are_announced(
+    server, browser_page
+):
     page = browser_page
     await page.goto(server.base_url + "/")
     await page.wait_for_selector("#signin:not([hidden])")
@@ -22,7 +29,9 @@ async def test_a_student_joins_with_a_code_from_the_keyboard_and_errors_are_anno
     await _tab_to(page, "join-code")
     await page.keyboard.type("a-code-nobody-issued")
     await page.keyboard.press("Enter")
-    await page.wait_for_function("document.querySelector('[role=alert]').textContent.includes('Could not sign in')")
+    await page.wait_for_function(
+        "document.querySelector('[role=alert]').textContent.includes('Could not sign in')"
+    )
     await _axe(page, "sign-in refused")
 
     code = server.signin_url().split("#signin=")[1]

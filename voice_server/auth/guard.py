@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -27,6 +28,7 @@ bearer_scheme = HTTPBearer(
     description="An access token from POST /v1/auth/sign-in or POST /v1/auth/redeem.",
     auto_error=False,
 )
+BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)]
 
 
 class AuthError(Exception):
@@ -121,17 +123,13 @@ def require(*roles: Role) -> Callable[..., Awaitable[Claims]]:
     (every role when none is named)."""
     allowed = frozenset(roles) or ALL_ROLES
 
-    async def dependency(
-        request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
-    ) -> Claims:
+    async def dependency(request: Request, credentials: BearerCredentials) -> Claims:
         return authenticator(request).check(credentials.credentials if credentials else None, allowed)
 
     return dependency
 
 
-async def require_metrics_reader(
-    request: Request, credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
-) -> None:
+async def require_metrics_reader(request: Request, credentials: BearerCredentials) -> None:
     """/metrics: an admin's token, or the scrape token from configuration."""
     auth = authenticator(request)
     token = credentials.credentials if credentials else None

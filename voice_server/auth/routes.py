@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from voice_server.auth import accounts
-from voice_server.auth.guard import AuthError, Authenticator, authenticator, require
+from voice_server.auth.guard import Authenticator, AuthError, authenticator, require
 from voice_server.auth.tokens import Claims, Role, new_subject
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -86,7 +86,9 @@ async def redeem(body: Redeem, request: Request) -> AccessToken:
     auth = authenticator(request)
     role = auth.signin_codes.redeem(body.code)
     if role is None:
-        raise AuthError(401, "invalid_code", "This sign-in link was already used or has expired. Ask for a new one.")
+        raise AuthError(
+            401, "invalid_code", "This sign-in link was already used or has expired. Ask for a new one."
+        )
     return _token(auth, role, new_subject("stu"))
 
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from fastapi import WebSocket
 
-from voice_server.auth.guard import OPEN_CLAIMS, AuthError, Authenticator
+from voice_server.auth.guard import OPEN_CLAIMS, Authenticator, AuthError
 from voice_server.auth.tokens import ALL_ROLES, Claims
 
 log = logging.getLogger(__name__)
