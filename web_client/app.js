@@ -77,6 +77,7 @@ async function signedIn() {
   ui.conversationPanel.hidden = false;
   ui.password.value = "";
   ui.joinCode.value = "";
+  ui.joinCode.removeAttribute("aria-invalid");
   showError("");
   setPhase("idle");
   return loadPersonas();
@@ -97,6 +98,10 @@ async function join(code) {
     await exchange("/v1/auth/redeem", { code });
   } catch (error) {
     showSignIn(`Could not sign in: ${error.message}`);
+    // Back to the field, its text selected, so a corrected code simply replaces it.
+    ui.joinCode.setAttribute("aria-invalid", "true");
+    ui.joinCode.focus();
+    ui.joinCode.select();
     return;
   }
   const ready = await signedIn();

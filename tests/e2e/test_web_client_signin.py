@@ -34,8 +34,10 @@ async def test_a_student_joins_with_a_code_from_the_keyboard_and_errors_are_anno
     )
     await _axe(page, "sign-in refused")
 
+    # Focus is back on the field with the wrong code selected: typing the right one replaces it.
+    assert await page.evaluate("document.activeElement.id") == "join-code"
+    assert await page.get_attribute("#join-code", "aria-invalid") == "true"
     code = server.signin_url().split("#signin=")[1]
-    await _tab_to(page, "join-code")
     await page.keyboard.type(code)
     await page.keyboard.press("Enter")
     await page.wait_for_selector("#persona option", state="attached")
