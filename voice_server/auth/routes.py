@@ -3,14 +3,17 @@ new student sign-in link."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from voice_server.auth import accounts
 from voice_server.auth.guard import Authenticator, AuthError, authenticator, require
+from voice_server.auth.onetime import OneTimeCodes
 from voice_server.auth.tokens import Claims, Role, new_subject
+
+T = TypeVar("T")
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
@@ -53,6 +56,13 @@ class SignInLink(BaseModel):
 
 _401 = {401: {"model": ErrorResponse, "description": "missing, expired or forged token"}}
 _403 = {403: {"model": ErrorResponse, "description": "this role may not do this"}}
+
+
+def _issue(codes: OneTimeCodes[T], value: T) -> str:
+    try:
+        return codes.issue(value)
+    except OverflowError:  # a flood of unredeemed codes: refuse more rather than grow without bound
+        raise AuthError(503, "too_many_codes", "Too many unused codes; try again in a minute.") from None
 
 
 def _token(auth: Authenticator, role: Role, subject: str) -> AccessToken:
@@ -98,7 +108,7 @@ async def ws_ticket(
 ) -> Ticket:
     """A one-time ticket to open the WebSocket from a browser, which cannot set its headers."""
     auth = authenticator(request)
-    return Ticket(ticket=auth.ws_tickets.issue(claims), expires_in=int(auth.ws_tickets.ttl_s))
+    return Ticket(ticket=_issue(auth.ws_tickets, claims), expires_in=int(auth.ws_tickets.ttl_s))
 
 
 @router.post("/signin-links", response_model=SignInLink, responses=_401 | _403)
@@ -107,5 +117,5 @@ async def signin_link(
 ) -> SignInLink:
     """Teachers and admins: a new single-use student sign-in link."""
     auth = authenticator(request)
-    code = auth.signin_codes.issue(Role.STUDENT)
+    code = _issue(auth.signin_codes, Role.STUDENT)
     return SignInLink(code=code, path=f"/#signin={code}", expires_in=int(auth.signin_codes.ttl_s))
