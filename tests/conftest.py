@@ -55,6 +55,7 @@ class RunningServer:
     log_path: Path
     # The signing secret the server was given (None: open mode or a secret the tests do not know).
     secret: str | None = None
+    data_dir: Path | None = None  # its database, for `convergio-voice admin create` in tests
 
     def token(self, role: str = "student", *, ttl_s: int = 900, classroom: str | None = None) -> str:
         """An access token as the server would issue it to `role` (signed with its secret)."""
@@ -130,7 +131,7 @@ def start_server(
     )
     secret = (env or {}).get("CONVERGIO_AUTH__SECRET")
     server = RunningServer(
-        f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/ws", process, log_path, secret
+        f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/v1/ws", process, log_path, secret, tmp / "data"
     )
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -4,8 +4,13 @@ globals."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
+from tests.conftest import REPO_ROOT
 from tests.e2e import test_web_client_browser as browser
 from tests.e2e.test_web_client_browser import _axe, _phase, _tab_to
 
@@ -59,3 +64,33 @@ async def test_a_sign_in_link_is_redeemed_at_once_and_leaves_the_address_bar(ser
     await page.reload()
     await page.wait_for_selector("#persona option", state="attached")
     await _phase(page, "idle", 10)
+
+
+async def test_a_teacher_signs_in_with_a_password_from_the_keyboard(server, browser_page):
+    password = "a teacher's long password"
+    made = subprocess.run(
+        [sys.executable, "-m", "voice_server.cli", "admin", "create", "ms.lee", "--role", "teacher",
+         "--password-stdin"],
+        input=password + "\n", capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+        env={**os.environ, "CONVERGIO_STORAGE__DATA_DIR": str(server.data_dir)},
+    )
+    assert made.returncode == 0, made.stderr
+    page = browser_page
+    await page.goto(server.base_url + "/")
+    await _phase(page, "signin", 10)
+    await _tab_to(page, "username")
+    await page.keyboard.type("ms.lee")
+    await _tab_to(page, "password")
+    await page.keyboard.type("not the password")
+    await page.keyboard.press("Enter")
+    await page.wait_for_function(
+        "document.querySelector('[role=alert]').textContent.includes('username or password is wrong')"
+    )
+    assert await page.evaluate("document.activeElement.id") == "password"  # cleared, ready to retype
+    assert await page.input_value("#password") == ""
+    await _axe(page, "password refused")
+    await page.keyboard.type(password)
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("#persona option", state="attached")
+    assert await page.evaluate("document.activeElement.id") == "persona"
+    assert await page.input_value("#password") == ""  # not left in the page
