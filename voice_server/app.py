@@ -100,6 +100,15 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     )
     app.state.settings = settings
     app.state.auth = auth
+    app.state.hub = hub
+    app.state.metrics = metrics
+    app.state.webrtc = webrtc
+    app.state.admission = admission
+    app.state.ledger = ledger
+    app.state.database = database
+    app.state.prices = settings.billing.load_prices()
+
+    # Who may call what (the module docstring); refusals in the server's usual error shape.
     any_role = [Depends(require())]
     admin_only = [Depends(require(Role.ADMIN))]
 
@@ -109,13 +118,6 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
         return response
-    app.state.hub = hub
-    app.state.metrics = metrics
-    app.state.webrtc = webrtc
-    app.state.admission = admission
-    app.state.ledger = ledger
-    app.state.database = database
-    app.state.prices = settings.billing.load_prices()
 
     @app.get("/healthz", tags=["ops"], openapi_extra=_PUBLIC)
     async def healthz() -> dict[str, str]:
