@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.registry import EngineOptionsError, spec_by_key, spec_for
+from pipelines.allowance import UsageCaps
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
@@ -157,6 +158,8 @@ class BillingSettings(BaseModel):
 
     # Without a table the usage endpoints report exact units only, no cost.
     price_table: Path | None = None
+    # Per session, in the ledger's units; a call that would go over is never made.
+    session_caps: UsageCaps = UsageCaps()
 
     @field_validator("price_table")
     @classmethod
