@@ -116,3 +116,5 @@ class BudgetPolicy(BaseModel):
 # Short on purpose (under a second): an answer that becomes ready meanwhile waits for the filler.
 FILLERS = ("Hmm, let's see.", "Let me think.", "Right, let's see.")
 APOLOGY = "Sorry, I'm having trouble answering right now. Could you ask me again?"
+# Said (from audio made at start-up) and shown when the session's usage cap stops a turn.
+CAP_NOTICE = "We've reached this session's limit, so I can't answer any more right now. Please ask your teacher."

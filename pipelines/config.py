@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipelines.allowance import UsageCaps
 from pipelines.budgets import BudgetPolicy
 
 # Silence that ends the student's turn: the learner's patience. Shared by settings, protocol and CLI.
@@ -64,6 +65,7 @@ class PipelineConfig(BaseModel):
 
     turn: TurnConfig = TurnConfig()
     budgets: BudgetPolicy = BudgetPolicy()
+    caps: UsageCaps = UsageCaps()  # none by default
     # Reply audio goes out at real time plus this lead: "sent" stays close to "heard", and a
     # barge-in silences the tutor within the lead.
     playback_lead_ms: int = Field(300, ge=0, le=5000)

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 
 from models.base import TextToSpeech, VoiceSettings
-from pipelines.budgets import APOLOGY, FILLERS
+from pipelines.budgets import APOLOGY, CAP_NOTICE, FILLERS
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ class FillerCache:
     def __init__(self) -> None:
         self._fillers: dict[float, list[CachedSpeech]] = {}
         self._apologies: dict[float, CachedSpeech] = {}
+        self._cap_notices: dict[float, CachedSpeech] = {}
         self._turn = itertools.count()
 
     async def prepare(self, tts: TextToSpeech, voices: list[VoiceSettings]) -> None:
@@ -31,6 +32,7 @@ class FillerCache:
             voice = VoiceSettings(rate=rate)
             self._fillers[rate] = [await _speak(tts, text, voice) for text in FILLERS]
             self._apologies[rate] = await _speak(tts, APOLOGY, voice)
+            self._cap_notices[rate] = await _speak(tts, CAP_NOTICE, voice)
 
     def filler(self, voice: VoiceSettings) -> CachedSpeech | None:
         options = self._fillers.get(voice.rate) or next(iter(self._fillers.values()), None)
@@ -40,6 +42,9 @@ class FillerCache:
 
     def apology(self, voice: VoiceSettings) -> CachedSpeech | None:
         return self._apologies.get(voice.rate) or next(iter(self._apologies.values()), None)
+
+    def cap_notice(self, voice: VoiceSettings) -> CachedSpeech | None:
+        return self._cap_notices.get(voice.rate) or next(iter(self._cap_notices.values()), None)
 
 
 async def _speak(tts: TextToSpeech, text: str, voice: VoiceSettings) -> CachedSpeech:

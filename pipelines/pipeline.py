@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from models.base import LanguageModel, SpeechToText, TextToSpeech, TurnCompletion, VoiceActivityDetector
 from pipelines.agent import TutorAgent
+from pipelines.allowance import AllowanceStage, capped
 from pipelines.config import PipelineConfig
 from pipelines.control import Mark, Out
 from pipelines.fillers import FillerCache
@@ -117,6 +118,10 @@ class Pipeline:
         self._closed = False
         self.turns = Turns(lambda frame: self._broadcast(frame), clock)
         turn = config.turn
+        # A capped session sees the shared engines through its allowance, which every call asks.
+        self._allowance = AllowanceStage(config.caps) if config.caps.any else None
+        if self._allowance is not None:
+            engines = capped(engines, self._allowance)
         self._transcription = TranscriptionStage(engines.stt, self.turns, clock, prefill=turn.prefill)
         self._reply = ReplyStage(engines.llm, agent, self.turns, clock, speculative=turn.speculative_reply)
         self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock)
@@ -138,12 +143,13 @@ class Pipeline:
             Outbox(sink, clock, self._sink_failed),
         ]
         watch = BudgetWatch(config.budgets, self.turns, self._metering.marks, clock)
-        self._stages = [*chain, self._metering, watch]  # marks are recorded before they are watched
+        sides: list[Stage] = [self._metering, *([self._allowance] if self._allowance else []), watch]
+        self._stages = [*chain, *sides]  # marks are recorded before they are watched
         self._broadcast = Broadcast(self._stages)
         outbox = chain[-1]
         for stage, following in zip(chain, [*chain[1:], None], strict=True):
             stage.start(following, self._broadcast)
-        for side in (watch, self._metering):
+        for side in sides:
             side.start(outbox, self._broadcast)  # their output events go straight out
 
     @property

@@ -23,7 +23,8 @@ DEFAULT_TURNS_DIR = REPO.parent / "shared" / "turns"
 SYNTHETIC_SENTENCES = {
     "synthetic_01.wav": "What is seven times eight?",
     "synthetic_02.wav": "Can you help me with fractions please?",
-    "synthetic_03.wav": "Why do leaves change colour in autumn?",
+    # "the leaves": the noise-free voice's "do leaves" is heard as "do you leave".
+    "synthetic_03.wav": "Why do the leaves change color in autumn?",
     "synthetic_04.wav": "I think the answer is twelve.",
     "synthetic_05.wav": "Tell me about the Roman empire.",
     "synthetic_06.wav": "How do plants make their food?",

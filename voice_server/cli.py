@@ -15,8 +15,9 @@ from pydantic import ValidationError
 
 from models.base import ModelNotInstalledError
 from models.registry import ENGINES
-from pipelines.personas import PERSONAS
 from pipelines.config import TurnConfig
+from pipelines.personas import PERSONAS
+from voice_server import privacy
 from voice_server.settings import KINDS, NO_ENGINE, OPTIONAL_KINDS, Settings
 from voice_server.store import migrate
 
@@ -88,6 +89,13 @@ def _serve(args: argparse.Namespace) -> int:
     except OpenModeRefused as exc:
         print(f"convergio-voice: {exc}", file=sys.stderr)
         return 2
+
+    if settings.privacy.mode:
+        # Before anything can connect anywhere: from here on this process cannot reach a service.
+        privacy.fail_closed(settings.privacy_allowed_hosts())
+        print(
+            "convergio-voice: privacy mode: only local engines; no connection leaves this machine", flush=True
+        )
 
     # Before any model loads: a new database is created here, an outdated one stops the start.
     try:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from pipelines.frames import (
     BudgetMiss,
+    CapReached,
     Interrupted,
     PipelineError,
     ReplyAudioDone,
@@ -28,6 +29,7 @@ from pipelines.frames import (
     TurnDone,
     TurnPrompt,
     TurnThinking,
+    UsageUpdated,
 )
 from voice_server import protocol
 
@@ -77,6 +79,8 @@ TABLE: dict[type, Rule] = {
     SafetyFlag: Rule(protocol.SafetyFlagMsg),
     TurnDone: Rule(protocol.TurnDoneMsg, _turn_done),
     PipelineError: Rule(protocol.ErrorMsg),
+    UsageUpdated: Rule(protocol.UsageUpdatedMsg, lambda frame, _: {"usage": dataclasses.asdict(frame.usage)}),
+    CapReached: Rule(protocol.UsageCapReachedMsg),
 }
 
 

@@ -336,6 +336,25 @@ class SessionEndedMsg(_Message):
     usage: Usage
 
 
+class UsageUpdatedMsg(_Message):
+    """The session's running usage, sent after each turn (the same units the ledger bills)."""
+
+    type: Literal["usage.updated"] = "usage.updated"
+    usage: Usage
+
+
+class UsageCapReachedMsg(_Message):
+    """A call to an engine was not made: the session's cap for that kind is reached. Sent once
+    per kind; the turn then ends with status `cap_reached` and a spoken and written notice.
+    Typed text that needs no engine of that kind still works."""
+
+    type: Literal["usage.cap_reached"] = "usage.cap_reached"
+    kind: Literal["stt", "llm", "tts"]
+    unit: Literal["audio_ms", "tokens", "chars"]
+    limit: int = Field(ge=0)
+    used: int = Field(ge=0)
+
+
 class ErrorMsg(_Message):
     type: Literal["error"] = "error"
     code: ErrorCode
@@ -362,6 +381,8 @@ ServerMessage = Annotated[
     | SafetyFlagMsg
     | TurnDoneMsg
     | SessionEndedMsg
+    | UsageUpdatedMsg
+    | UsageCapReachedMsg
     | ErrorMsg,
     Field(discriminator="type"),
 ]

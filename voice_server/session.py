@@ -256,7 +256,12 @@ class ProtocolSession:
                 turn = TurnConfig.model_validate({**turn.model_dump(), **chosen})
             except ValueError as exc:
                 raise ProtocolError("invalid_message", f"Invalid session.start: turn: {_reason(exc)}.") from None
-        return PipelineConfig(turn=turn, budgets=budgets, playback_lead_ms=self.settings.playback_lead_ms)
+        return PipelineConfig(
+            turn=turn,
+            budgets=budgets,
+            caps=self.settings.billing.session_caps,
+            playback_lead_ms=self.settings.playback_lead_ms,
+        )
 
     async def _error(
         self, code: ErrorCode, message: str, *, fatal: bool = False, turn_id: str | None = None

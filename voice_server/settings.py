@@ -13,12 +13,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from models.registry import EngineOptionsError, spec_by_key, spec_for
+from pipelines.allowance import UsageCaps
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
 from voice_server.ledger.prices import PriceTable
+from voice_server.privacy import PrivacySettings, refused_engines
 
 KINDS = ("vad", "stt", "llm", "tts")
 # Kinds the pipeline runs without: a missing turn model leaves the turn policy its other evidence.
@@ -120,6 +123,9 @@ class WebRtcSettings(BaseModel):
     allowed_candidate_networks: list[str] = []
     max_sdp_bytes: int = Field(64 * 1024, ge=1024)
     connect_timeout_s: float = Field(10.0, gt=0)  # a peer stuck connecting is closed after this
+    # STUN/TURN servers (e.g. ["stun:stun.example.org:3478"]). None by default: aiortc's own
+    # default is a public STUN server that would learn the address of every peer.
+    ice_servers: list[str] = []
     inbound_timeout_s: float = Field(5.0, gt=0)  # a peer that sends no audio this long has vanished
 
 
@@ -157,6 +163,8 @@ class BillingSettings(BaseModel):
 
     # Without a table the usage endpoints report exact units only, no cost.
     price_table: Path | None = None
+    # Per session, in the ledger's units; a call that would go over is never made.
+    session_caps: UsageCaps = UsageCaps()
 
     @field_validator("price_table")
     @classmethod
@@ -216,7 +224,34 @@ class Settings(BaseSettings):
     storage: StorageSettings = StorageSettings()
     billing: BillingSettings = BillingSettings()
     auth: AuthSettings = AuthSettings()
+    privacy: PrivacySettings = PrivacySettings()
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _privacy_mode_allows_only_local(self) -> Settings:
+        """Refused at configuration, before anything starts: an engine that sends audio or text
+        to a service, or an ICE server that learns every peer's address."""
+        if not self.privacy.mode:
+            return self
+        engines = self.engines
+        chains = [(kind, name) for kind in KINDS for name in engines.chain(kind)]
+        if engines.turn != NO_ENGINE:
+            chains.append(("turn", engines.turn))
+        refused = refused_engines((kind, name, spec_for(kind, name).local) for kind, name in chains)
+        if refused:
+            raise ValueError(
+                f"privacy mode allows only engines that run on this machine; refused: {', '.join(refused)}"
+            )
+        if self.webrtc.ice_servers:
+            raise ValueError(
+                "privacy mode allows no ICE (STUN/TURN) server: CONVERGIO_WEBRTC__ICE_SERVERS must be empty"
+            )
+        return self
+
+    def privacy_allowed_hosts(self) -> list[str]:
+        """Hosts the configuration itself names, which privacy mode lets the server reach."""
+        host = make_url(self.storage.database_url).host
+        return [host] if host else []
 
     @field_validator("default_persona")
     @classmethod

@@ -17,6 +17,7 @@ from __future__ import annotations
 from pipelines.frames.base import DataFrame, Frame, SystemFrame
 from pipelines.frames.events import (
     BudgetMiss,
+    CapReached,
     Interrupted,
     PipelineError,
     ReplyAudio,
@@ -33,6 +34,7 @@ from pipelines.frames.events import (
     TurnPrompt,
     TurnThinking,
     TurnUsage,
+    UsageUpdated,
 )
 from pipelines.frames.inputs import AudioIn, Interrupt, RepeatLast, TextIn, UpdateSettings
 from pipelines.frames.metrics import LatencyMetric, UsageMetric
@@ -66,6 +68,8 @@ OUTPUT_EVENTS: tuple[type[Frame], ...] = (
     SafetyFlag,
     TurnDone,
     PipelineError,
+    CapReached,
+    UsageUpdated,
     UsageMetric,
     LatencyMetric,
 )
@@ -87,6 +91,8 @@ PipelineEvent = (
     | SafetyFlag
     | TurnDone
     | PipelineError
+    | CapReached
+    | UsageUpdated
     | UsageMetric
     | LatencyMetric
 )
@@ -114,6 +120,8 @@ __all__ = [
     "SafetyFlag",
     "TurnDone",
     "PipelineError",
+    "CapReached",
+    "UsageUpdated",
     "AudioIn",
     "TextIn",
     "RepeatLast",

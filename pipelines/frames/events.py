@@ -127,6 +127,24 @@ class TurnUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class CapReached(SystemFrame):
+    """A call was not made because the session's cap for that engine kind is reached (sent once
+    per kind). `used` is what the session had used when the call was refused."""
+
+    kind: str  # "stt" | "llm" | "tts"
+    unit: str  # "audio_ms" | "tokens" | "chars"
+    limit: int
+    used: int
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdated(SystemFrame):
+    """The session's running usage, after each turn: live figures for the client."""
+
+    usage: TurnUsage
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetMiss(SystemFrame):
     """A stage overran its deadline; `action` is what the pipeline did about it at that moment."""
 

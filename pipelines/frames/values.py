@@ -11,6 +11,7 @@ class TurnStatus(enum.StrEnum):
     CANCELLED = "cancelled"
     NO_SPEECH = "no_speech"
     FAILED = "failed"
+    CAP_REACHED = "cap_reached"  # the session's usage cap stopped it; the turn says so
 
 
 class InterruptReason(enum.StrEnum):
@@ -94,4 +95,5 @@ class ErrorCode(enum.StrEnum):
     SERVER_BUSY = "server_busy"
     ENGINE_ERROR = "engine_error"
     ENGINE_TIMEOUT = "engine_timeout"
+    CAP_REACHED = "cap_reached"
     INTERNAL_ERROR = "internal_error"

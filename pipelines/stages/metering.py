@@ -9,6 +9,7 @@ prefill) stays metered, apart from the answer.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import weakref
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pipelines.frames import (
     TurnUsage,
     UsageKind,
     UsageMetric,
+    UsageUpdated,
 )
 from pipelines.processor import Stage
 from pipelines.turn import Attempt
@@ -144,6 +146,7 @@ class MeteringStage(Stage):
             tuple(attempt.safety),
         )
         self.push(Out(attempt, done))
+        self.push(UsageUpdated(copy.deepcopy(self.session_total)))  # live figures for the client
 
     def latency(self, attempt: Attempt) -> dict[str, int]:
         marks = self.marks(attempt)

@@ -17,6 +17,7 @@ from functools import partial
 from models.base import EngineError, GenerationRequest, LanguageModel, call_scope
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.agent import TutorAgent
+from pipelines.allowance import CAP_REACHED, end_at_cap
 from pipelines.chunker import SentenceChunker
 from pipelines.control import (
     AttemptEnded,
@@ -208,6 +209,9 @@ class ReplyStage(Stage):
                 if not emitted and attempt.live:  # the model said nothing at all: never silence
                     queue(self.agent.re_engage(earlier))
         except EngineError as exc:
+            if exc.code == CAP_REACHED:
+                end_at_cap(self.push, attempt)
+                return
             log.error("turn %s failed in the language model: %s", attempt.turn_id, exc)
             self.push(Out(attempt, PipelineError(ErrorCode.ENGINE_ERROR, "The tutor could not answer this turn.", attempt.turn_id)))
             self.push(ReplyDone(attempt, TurnStatus.FAILED, apology=True))

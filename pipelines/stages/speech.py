@@ -13,6 +13,8 @@ from dataclasses import replace
 
 from models.base import EngineError, TextToSpeech, VoiceSettings, call_scope
 from models.scheduling import Priority, Urgency, work_scope
+from pipelines.allowance import CAP_REACHED
+from pipelines.budgets import CAP_NOTICE
 from pipelines.control import (
     CachedAudio,
     GiveUp,
@@ -78,13 +80,16 @@ class SpeechStage(Stage):
             if attempt.gave_up or (attempt.failed and not frame.apology):
                 return  # the apology and the end of this attempt are already on their way
             if frame.apology:
-                self._apologise(attempt)
+                self._apologise(attempt, cap=frame.status is TurnStatus.CAP_REACHED)
             self.push(ReplyDone(attempt, frame.status))
         else:
             self.push(frame)
 
-    def _apologise(self, attempt: Attempt) -> None:
-        apology = self._fillers.apology(self.voice) if self._fillers else None
+    def _apologise(self, attempt: Attempt, *, cap: bool = False) -> None:
+        fillers = self._fillers
+        if fillers is None:
+            return
+        apology = fillers.cap_notice(self.voice) if cap else fillers.apology(self.voice)
         if apology is not None:
             self.push(CachedAudio(attempt, apology, filler=False))
 
@@ -97,7 +102,14 @@ class SpeechStage(Stage):
         priority = attempt.priority if first else Priority(Urgency.AHEAD, attempt.priority.since)
         task = attempt.track(asyncio.get_running_loop().create_task(self._synthesize(attempt, piece, priority)))
         await asyncio.wait({task})
-        if not task.cancelled() and isinstance(task.exception(), EngineError):
+        if not task.cancelled() and isinstance(error := task.exception(), EngineError):
+            if error.code == CAP_REACHED:
+                attempt.failed = True
+                attempt.halt_work()  # the rest of the reply is not spoken
+                self.push(Out(attempt, PipelineError(ErrorCode.CAP_REACHED, CAP_NOTICE, attempt.turn_id)))
+                self._apologise(attempt, cap=True)
+                self.push(ReplyDone(attempt, TurnStatus.CAP_REACHED))
+                return
             log.error("turn %s failed in text-to-speech: %s", attempt.turn_id, task.exception())
             attempt.failed = True
             attempt.halt_work()  # the model's remaining text can no longer be spoken

@@ -16,6 +16,7 @@ import numpy as np
 
 from models.base import EngineError, SpeechToText, Transcription, call_scope
 from models.scheduling import Priority, Urgency, work_scope
+from pipelines.allowance import CAP_REACHED, end_at_cap
 from pipelines.control import (
     AttemptDiscarded,
     AttemptEnded,
@@ -133,6 +134,11 @@ class TranscriptionStage(Stage):
             try:
                 result = stt.result()
             except EngineError as exc:
+                if not attempt.committed and attempt.listening is not None:
+                    self.push(HeardSoFar(attempt.listening, ""))  # no words are coming: stop waiting for them
+                if exc.code == CAP_REACHED:
+                    end_at_cap(self.push, attempt)
+                    return
                 log.error("turn %s: transcription failed: %s", attempt.turn_id, exc)
                 self.push(Out(attempt, PipelineError(ErrorCode.ENGINE_ERROR, "The tutor could not answer this turn.", attempt.turn_id)))
                 self.push(ReplyDone(attempt, TurnStatus.FAILED, apology=True))
@@ -172,7 +178,8 @@ class TranscriptionStage(Stage):
                 self.push(PrefillRequest(listening, result.text, done))
                 await done
         except EngineError as exc:
-            log.warning("partial transcription or prefill failed: %s", exc)
+            if exc.code != CAP_REACHED:  # at the cap, captions simply stop
+                log.warning("partial transcription or prefill failed: %s", exc)
 
     async def stop(self) -> None:
         if self._partial is not None:

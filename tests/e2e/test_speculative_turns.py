@@ -19,11 +19,14 @@ PATIENCE_MS = 1600  # this learner's end-of-turn silence: longer than the pause
 
 
 def _with_pause(clip: Clip) -> Clip:
-    """Insert silence at the quietest 30 ms frame near the middle (a gap between words)."""
+    """Insert silence at the quietest 30 ms frame of the middle half of the speech (a gap between
+    words; never the silence before or after it)."""
     samples = np.frombuffer(clip.pcm16, dtype="<i2")
     frame = clip.sample_rate * 30 // 1000
-    middle = len(samples) // 2
-    starts = range(middle - 40 * frame, middle + 40 * frame, frame)
+    voiced = np.flatnonzero(np.abs(samples.astype(np.int32)) > 500)
+    first, last = int(voiced[0]), int(voiced[-1])
+    quarter = (last - first) // 4
+    starts = range(first + quarter, last - quarter - frame, frame)
     cut = min(starts, key=lambda s: float(np.abs(samples[s : s + frame].astype(np.int32)).mean()))
     silence = np.zeros(clip.sample_rate * PAUSE_MS // 1000, dtype="<i2")
     pcm = np.concatenate([samples[:cut], silence, samples[cut:]]).tobytes()
@@ -33,7 +36,9 @@ def _with_pause(clip: Clip) -> Clip:
 async def test_a_mid_sentence_pause_yields_one_whole_turn(
     server, speech_clips: Path, speech_manifest, assert_valid
 ):
-    entry = next((e for e in speech_manifest if e["file"] == CLIP), speech_manifest[0])
+    # Synthesised speech (a clone without ../shared): the longest sentence has the most gaps.
+    longest = max(speech_manifest, key=lambda e: e["duration_s"])
+    entry = next((e for e in speech_manifest if e["file"] == CLIP), longest)
     clip = _with_pause(load_clip(speech_clips / entry["file"]))
     # This learner asked for a fixed patience instead of the turn policy's judgement (the policy,
     # which may well call "the apostle of the middle classes" finished, has its own tests).

@@ -8,6 +8,7 @@ import typing
 from pipelines import frames
 from pipelines.frames import (
     BudgetMiss,
+    CapReached,
     Interrupted,
     PipelineError,
     ReplyAudio,
@@ -24,6 +25,7 @@ from pipelines.frames import (
     TurnPrompt,
     TurnThinking,
     TurnUsage,
+    UsageUpdated,
 )
 from tests.session.conftest import SERVER_MESSAGES
 from voice_server import outbound
@@ -53,6 +55,8 @@ SAMPLES = [
         (SafetyFlag("turn-1", "cheating", "guide", "input"),),
     ),
     PipelineError("engine_timeout", "The tutor took too long (llm_first_token).", "turn-1"),
+    UsageUpdated(TurnUsage(stt_audio_ms=900, llm_prompt_tokens=40, providers={"stt": "faster-whisper/tiny.en"})),
+    CapReached("llm", "tokens", 2000, 1987),
 ]
 
 

@@ -40,6 +40,7 @@ def test_a_typed_turn_over_the_websocket_and_the_slot_is_given_back():
             message.get("text") or ""
         ):
             pass
+        assert ws.receive_json()["type"] == "usage.updated"  # the session's running usage, after each turn
         ws.send_json({"type": "session.end"})
         assert ws.receive_json()["type"] == "session.ended"
     assert admission.active == 0

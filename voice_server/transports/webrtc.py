@@ -19,7 +19,7 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from voice_server.admission import Admission, Slot
@@ -118,6 +118,12 @@ class ReplyAudioTrack(AudioStreamTrack):
         return frame
 
 
+def ice_configuration(settings: Settings) -> RTCConfiguration:
+    """Only the configured ICE servers: none by default (aiortc would use a public STUN server,
+    which then learns every peer's address)."""
+    return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in settings.webrtc.ice_servers])
+
+
 class ServerBusy(Exception):
     """Every session slot is taken."""
 
@@ -129,7 +135,7 @@ class WebRtcPeer:
         self.id = f"peer_{uuid.uuid4().hex[:12]}"
         self.manager = manager
         self.slot = slot
-        self.pc = RTCPeerConnection()
+        self.pc = RTCPeerConnection(ice_configuration(manager.settings))
         self.out_track = ReplyAudioTrack()
         self.session = ProtocolSession(
             manager.settings,
