@@ -36,8 +36,8 @@ TABLE: dict[SafetyCategory, Response] = {
         SafetyAction.REDIRECT,
         line=(
             "I'm really glad you told me, and I'm sorry you feel this way. Please talk to a grown-up you "
-            "trust, like a parent, a teacher or the school counsellor, today. You matter, and you don't "
-            "have to handle this alone."
+            "trust today, like a parent, a teacher or the school counsellor, because you matter and you "
+            "don't have to handle this alone."
         ),
         remembered="(The student shared something worrying and was encouraged to talk to a trusted adult.)",
     ),
@@ -52,7 +52,7 @@ TABLE: dict[SafetyCategory, Response] = {
     SafetyCategory.SEXUAL: Response(
         SafetyAction.REDIRECT,
         line=(
-            "That's not something I can talk about with you. A parent or teacher you trust is the best "
+            "That's not something I can talk about with you, and a parent or teacher you trust is the best "
             "person to ask. Shall we get back to {subject}?"
         ),
         remembered="(The student asked about something not suitable; the tutor steered back to learning.)",

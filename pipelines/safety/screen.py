@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from pipelines.frames import SafetyCategory
 from pipelines.safety.policy import replacement_for
-from pipelines.safety.rules import FULL_NAME, INPUT_RULES, OUTPUT_RULES, first_match
+from pipelines.safety.rules import FULL_NAME, INPUT_RULES, OUTPUT_RULES, SCHOOL_AND_TOWN, first_match, spoken_phone_number
 from pipelines.safety.text import fold, has_template_markers, words
 
 # A run of this many words shared with the system prompt is a leak; shorter runs occur naturally.
@@ -23,7 +23,7 @@ def screen_input(text: str) -> SafetyCategory | None:
         return SafetyCategory.ROLE_CHANGE  # nobody types <|im_start|> to ask about fractions
     folded = fold(text)
     category = first_match(folded, INPUT_RULES)
-    if category is None and FULL_NAME.search(text):
+    if category is None and (FULL_NAME.search(text) or SCHOOL_AND_TOWN.search(text) or spoken_phone_number(folded)):
         category = SafetyCategory.PERSONAL_DATA
     return category
 
