@@ -66,6 +66,10 @@ class PipelineConfig(BaseModel):
     turn: TurnConfig = TurnConfig()
     budgets: BudgetPolicy = BudgetPolicy()
     caps: UsageCaps = UsageCaps()  # none by default
+    # The teaching plan (pipelines/pedagogy): checked sums, vetted lesson cards, a question to end
+    # every teaching reply, the model's sentences checked. Off: the model's reply alone, as
+    # screened by the safety layer (for tests of the model's own path).
+    lesson_plans: bool = True
     # Reply audio goes out at real time plus this lead: "sent" stays close to "heard", and a
     # barge-in silences the tutor within the lead.
     playback_lead_ms: int = Field(300, ge=0, le=5000)

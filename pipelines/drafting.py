@@ -18,7 +18,7 @@ from pipelines.spoken import SpokenStyle, near_duplicate, opens_like, repeats_ea
 REDRAWS = 1
 BASE_TEMPERATURE = 0.4
 REDRAW_TEMPERATURE_STEP = 0.3
-_ENDS_SENTENCE = re.compile(r"[.!?][\"')\]]*$")
+ENDS_SENTENCE = _ENDS_SENTENCE = re.compile(r"[.!?][\"')\]]*$")
 _LEADING_MARKER = re.compile(r"^(?:[-*\u2022+]|\d{1,2}[.)])(?:\s+|$)")
 
 
@@ -41,7 +41,7 @@ async def compose(
     llm: LanguageModel,
     request: GenerationRequest,
     earlier: list[str],
-    queue: Callable[[str], bool],
+    queue: Callable[[str], bool | None],
     *,
     max_sentences: int,
     shorten: Callable[[], bool],
@@ -75,7 +75,11 @@ async def compose(
     def speak(ready: list[str]) -> Outcome | None:
         for piece in ready:
             spoken.append(piece)
-            if not queue(piece):
+            verdict = queue(piece)
+            if verdict is None:  # dropped by the caller's checks: not said, not counted
+                spoken.pop()
+                continue
+            if not verdict:
                 return Outcome.DONE  # the safety layer ended the reply
             if sum(bool(_ENDS_SENTENCE.search(p)) for p in spoken) >= max_sentences:
                 return Outcome.DONE

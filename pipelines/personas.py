@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from models.base import ChatMessage, VoiceSettings
 
-PROMPT_VERSION = "2026-11-29.3"
+PROMPT_VERSION = "2026-11-30.1"
 
 _SHARED_RULES = (
     "Talk to a child in one or two short sentences, in plain words. "

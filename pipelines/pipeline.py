@@ -123,7 +123,9 @@ class Pipeline:
         if self._allowance is not None:
             engines = capped(engines, self._allowance)
         self._transcription = TranscriptionStage(engines.stt, self.turns, clock, prefill=turn.prefill)
-        self._reply = ReplyStage(engines.llm, agent, self.turns, clock, speculative=turn.speculative_reply)
+        self._reply = ReplyStage(
+            engines.llm, agent, self.turns, clock, speculative=turn.speculative_reply, lesson_plans=config.lesson_plans
+        )
         self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock)
         self._metering = MeteringStage(session_id)
         chain: list[Stage] = [

@@ -12,6 +12,7 @@ from models.base import ChatMessage, ModelNotInstalledError, TurnCompletion
 from models.fallback import FallbackHook, fallback_chain
 from models.registry import spec_for
 from pipelines.fillers import FillerCache
+from pipelines.pedagogy.checks import warm as warm_lessons
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines
 from voice_server.settings import KINDS, NO_ENGINE, Settings
@@ -58,6 +59,8 @@ class EngineHub:
                 await engines.turn.warm_up()
             fillers = FillerCache()
             await fillers.prepare(engines.tts, [p.voice for p in PERSONAS.values()])
+            # The teaching checks' word list and lesson cards, off the loop, before any student.
+            await asyncio.to_thread(warm_lessons)
             engines = replace(engines, fillers=fillers)
             say(f"[5/5] warm in {time.perf_counter() - started:.1f} s")
         except Exception as exc:

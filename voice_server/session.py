@@ -261,6 +261,7 @@ class ProtocolSession:
             budgets=budgets,
             caps=self.settings.billing.session_caps,
             playback_lead_ms=self.settings.playback_lead_ms,
+            lesson_plans=self.settings.lesson_plans,
         )
 
     async def _error(

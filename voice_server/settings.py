@@ -214,6 +214,9 @@ class Settings(BaseSettings):
     default_persona: str = "maths"
     # Spoken answers are short; every token is also ~0.25 s of speech to synthesise.
     max_reply_tokens: int = Field(48, ge=8, le=512)
+    # The teaching plan in code (pipelines/pedagogy): checked sums, vetted lesson cards, checked
+    # model sentences. Off only to judge an engine's own replies.
+    lesson_plans: bool = True
     playback_lead_ms: int = Field(300, ge=0, le=5000)
     engines: EngineSettings = EngineSettings()
     # The pipeline's own models: their defaults and limits are the only ones.

@@ -10,15 +10,18 @@ model is never asked), and each piece is screened before it becomes a `Sentence`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import weakref
 from collections.abc import Callable
 from functools import partial
 
-from models.base import EngineError, GenerationRequest, LanguageModel, call_scope
+from models.base import ChatMessage, EngineError, GenerationRequest, LanguageModel, call_scope
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.agent import TutorAgent
 from pipelines.allowance import CAP_REACHED, end_at_cap
 from pipelines.chunker import SentenceChunker
+from pipelines.drafting import ENDS_SENTENCE as _ENDS_SENTENCE
 from pipelines.control import (
     AttemptEnded,
     Commit,
@@ -45,13 +48,17 @@ from pipelines.frames import (
     RepeatLast,
     ReplyTextDelta,
     SafetyAction,
+    SafetyCategory,
     SafetyDirection,
     SystemFrame,
     TranscriptFinal,
     TurnStatus,
     UsageKind,
 )
+from pipelines.pedagogy import Plan, Teacher
+from pipelines.pedagogy.checks import check, tidy, zipf
 from pipelines.processor import Stage
+from pipelines.spoken import split_sentences
 from pipelines.safety import neutralise
 from pipelines.safety.guard import ReplyGuard, record
 from pipelines.turn import Attempt, Turns
@@ -69,6 +76,7 @@ class ReplyStage(Stage):
         clock: Callable[[], float],
         *,
         speculative: bool,
+        lesson_plans: bool = True,
     ) -> None:
         super().__init__()
         self._llm = llm
@@ -79,6 +87,9 @@ class ReplyStage(Stage):
         self._speculative = speculative
         self._waiting: dict[Attempt, Transcript] = {}
         self._guard = ReplyGuard()
+        # The teaching plan of each turn; the lesson moves on only once its reply was heard.
+        self.teacher = Teacher(agent.persona) if lesson_plans else None
+        self._plans: weakref.WeakKeyDictionary[Attempt, Plan] = weakref.WeakKeyDictionary()
 
     def last_answer(self) -> str:
         return next((e.assistant for e in reversed(self.agent.history) if e.assistant), "")
@@ -90,6 +101,9 @@ class ReplyStage(Stage):
             self._waiting.pop(frame.attempt, None)
             if frame.attempt.user_text:
                 self.agent.remember(self._guard.remembered(frame.attempt), frame.heard)
+            plan = self._plans.pop(frame.attempt, None)
+            if plan is not None and self.teacher is not None and frame.heard.strip():
+                self.teacher.commit(plan)
 
     async def process(self, frame: DataFrame) -> None:
         if isinstance(frame, Transcript):
@@ -122,7 +136,16 @@ class ReplyStage(Stage):
         if (line := self._guard.redirect(attempt, self.agent.persona)) is not None:
             self._say(attempt, line)
             return
-        attempt.track(asyncio.get_running_loop().create_task(self._think(attempt)))
+        plan = None
+        if self.teacher is not None:
+            no_tools = any(f.category is SafetyCategory.FALSE_ACTION for f in attempt.safety)
+            plan = self.teacher.plan(attempt.user_text, self.agent.earlier_replies(), no_tools=no_tools)
+            self._plans[attempt] = plan
+            log.debug("turn %s: teaching move %s", attempt.turn_id, plan.move)
+            if not plan.model:  # the move is made in code: checked sums, vetted lines
+                self._say(attempt, " ".join(part for part in (plan.lead, plan.close) if part))
+                return
+        attempt.track(asyncio.get_running_loop().create_task(self._think(attempt, plan)))
 
     def _say(self, attempt: Attempt, text: str) -> None:
         """Speak a declared line as the reply, without the model (marks as if it answered at once)."""
@@ -149,16 +172,23 @@ class ReplyStage(Stage):
             self.push(Sentence(attempt, piece))
         self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
 
-    async def _think(self, attempt: Attempt) -> None:
+    async def _think(self, attempt: Attempt, plan: Plan | None = None) -> None:
         persona = self.agent.persona
         earlier = self.agent.earlier_replies()
         messages = self._guard.steer(attempt, self.agent.messages_for(attempt.user_text))  # safety
+        # Screened against the instructions, not the vetted fact it is asked to phrase.
+        screen = self._guard.output(messages)  # safety: every piece passes it first
+        if plan is not None and plan.note:
+            # Phrasing a vetted fact needs no history: the persona's prompt (already read into
+            # every context) plus the fact and the question, so little is new to read, and a small
+            # model is not led astray by earlier turns. (Measured: a small model follows the fact
+            # far better in the first system message than in a later one or in the user's turn.)
+            messages = [ChatMessage("system", f"{messages[0].content}\n\n{plan.note}"), messages[-1]]
         control = attempt.call("llm")
         requests: list[GenerationRequest] = []
         emitted = 0
         attempt.generated = ""  # what is queued to be spoken, in spoken style (see Turns.complete)
         attempt.llm_priority = priority = Priority(attempt.priority.urgency, attempt.priority.since)
-        screen = self._guard.output(messages)  # safety: every piece passes it first
 
         def queue(piece: str) -> bool:
             """Speak a piece; False once the reply must end (a blocked piece was replaced)."""
@@ -168,6 +198,9 @@ class ReplyStage(Stage):
                 flag = record(attempt, checked.category, SafetyAction.REPLACE, SafetyDirection.OUTPUT)
                 self.push(Out(attempt, flag))
             piece = checked.text
+            after_lead = plan is not None and plan.lead and attempt.generated == plan.lead
+            if after_lead and plan.lead.endswith((",", ":")) and piece[:1].isupper() and _common_word(piece):
+                piece = piece[:1].lower() + piece[1:]  # "Well," then "the Romans ...", not "The"
             if emitted == 0:
                 self.push(Mark(attempt, "first_sentence", self._clock()))
             emitted += 1
@@ -180,9 +213,19 @@ class ReplyStage(Stage):
             priority.urgency = max(priority.urgency, Urgency.AHEAD)
             return screen.blocked is None
 
+        checked = _CheckedSentences(plan, queue, attempt.turn_id) if plan is not None else None
+        abandoned: asyncio.Task[Outcome] | None = None  # a draft past its deadline, being stopped
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (plan.deadline_s or 0.0) if plan is not None else 0.0
+        ended = False  # the safety layer ended the reply
+        if plan is not None and plan.lead:
+            ended = not queue(plan.lead)  # at once: the student hears the tutor while the model writes
+
         try:
             with work_scope(priority), call_scope(control):
                 for draw in range(REDRAWS + 1):
+                    if ended:
+                        break
                     request = GenerationRequest(
                         messages=messages,
                         max_tokens=persona.max_reply_tokens,
@@ -192,20 +235,49 @@ class ReplyStage(Stage):
                         cancel=attempt.cancel,
                     )
                     requests.append(request)
-                    sentences = persona.max_sentences
+                    # With a plan the model writes one checked sentence; the plan says the rest.
+                    sentences = persona.max_sentences if checked is None else 1
                     first_token = partial(self._mark, attempt, "llm_first_token") if draw == 0 else None
-                    outcome = await compose(
-                        self._llm, request, earlier, queue, max_sentences=sentences,
-                        shorten=lambda: attempt.shorten, on_first_token=first_token,
+                    drafting = compose(
+                        self._llm, request, earlier, queue if checked is None else checked.offer,
+                        max_sentences=sentences, shorten=lambda: attempt.shorten, on_first_token=first_token,
                     )
+                    if plan is None or plan.deadline_s is None:
+                        outcome = await drafting
+                    else:
+                        # The model's sentence has a deadline (the plan's lead is playing meanwhile):
+                        # missed, the vetted fallback is said at once, so no silence opens up. The
+                        # generation is stopped, but not waited for here: a step of the model
+                        # cannot be interrupted, and the student should not wait for it.
+                        task = loop.create_task(drafting)
+                        done, _ = await asyncio.wait({task}, timeout=max(0.0, deadline - loop.time()))
+                        if not done:
+                            request.cancel.set()
+                            task.cancel()
+                            abandoned = task
+                            checked.close()
+                            log.info("turn %s: the model's sentence missed its %.1f s deadline; the plan's "
+                                     "fallback is said", attempt.turn_id, plan.deadline_s)
+                            break
+                        outcome = task.result()
+                    if checked is not None:
+                        ended = checked.finish()
                     if outcome is not Outcome.REPEATED or not attempt.live:
                         break
-                    if emitted:  # part of it was already spoken: no redraw, just bring the student back in
+                    if checked is not None and checked.spoken:
+                        break  # what was said passed; the plan's question follows
+                    if emitted and checked is None:  # part of it was already spoken: no redraw, just bring the student back in
                         queue(self.agent.re_engage(earlier))
                         break
                     log.info("turn %s: reply repeated an earlier one (draw %d)", attempt.turn_id, draw)
                 else:
-                    queue(self.agent.re_engage(earlier))
+                    if checked is None:
+                        queue(self.agent.re_engage(earlier))
+                if plan is not None and checked is not None and not ended and attempt.live:
+                    if not checked.spoken and plan.fallback:
+                        ended = not queue(plan.fallback)  # the vetted fact or hint, in place of the model's
+                    if not ended and plan.close and "?" not in attempt.generated:
+                        queue(plan.close)
                 if not emitted and attempt.live:  # the model said nothing at all: never silence
                     queue(self.agent.re_engage(earlier))
         except EngineError as exc:
@@ -217,6 +289,9 @@ class ReplyStage(Stage):
             self.push(ReplyDone(attempt, TurnStatus.FAILED, apology=True))
             return
         finally:
+            if abandoned is not None:  # its tokens are counted once it has really stopped
+                with contextlib.suppress(asyncio.CancelledError, EngineError):
+                    await abandoned
             # Counted from what was really generated, a cancelled stream and a redraw included.
             engine = control.served_by or self._llm.info
             for kind, amount in (
@@ -242,3 +317,64 @@ class ReplyStage(Stage):
         finally:
             if not request.done.done():
                 request.done.set_result(None)
+
+
+def _common_word(piece: str) -> bool:
+    """The piece starts with an everyday word ("The", "What"), not a name ("Romans", "I")."""
+    first = piece.split(" ", 1)[0].strip(".,!?;:\"")
+    return not (first == "I" or first.startswith("I'")) and zipf(first.lower()) >= 5.0
+
+
+class _CheckedSentences:
+    """Holds the model's pieces until their sentence is whole, checks the sentence against the
+    teaching plan (`pipelines.pedagogy.checks`) and only then speaks it. A stock opener ("A great
+    question.") is dropped without counting; so is a question of the model's when the plan ends
+    with its own. A sentence that fails ends the model's part: the plan's fallback is said."""
+
+    def __init__(self, plan: Plan, speak: Callable[[str], bool], turn_id: str) -> None:
+        self._plan, self._speak, self._turn_id = plan, speak, turn_id
+        self._held: list[str] = []
+        self.spoken = 0
+        self.failed = False
+        self._ended = False
+        self._ended_model = False
+
+    def close(self) -> None:
+        """Past the deadline: nothing more of the model's is said."""
+        self._held.clear()
+        self._ended_model = True
+
+    def offer(self, piece: str) -> bool | None:
+        """True: go on; False: the model's part is over; None: dropped, not counted."""
+        if self._ended_model:
+            return False
+        self._held.append(piece)
+        if not _ENDS_SENTENCE.search(piece):
+            return True
+        return self._judge()
+
+    def finish(self) -> bool:
+        """The model's stream ended: a last sentence without its full stop is judged too.
+        True when the safety layer ended the reply."""
+        if self._held and not self.failed and not self._ended:
+            self._held[-1] = self._held[-1].rstrip(",;: ") + "."
+            self._judge()
+        self._held.clear()
+        return self._ended
+
+    def _judge(self) -> bool | None:
+        text, self._held = " ".join(self._held), []
+        # A piece can hold more than one sentence ("No, no. The story of ..."): each is judged,
+        # and only the first that passes is said.
+        for sentence in map(tidy, split_sentences(text)):
+            if not sentence or (self._plan.close and sentence.rstrip("\"')] ").endswith("?")):
+                continue
+            if (failed := check(sentence, self._plan)) is not None:
+                log.info("turn %s: a model sentence failed the %s check; the plan's fallback is said", self._turn_id, failed)
+                self.failed = True
+                return False
+            self.spoken += 1
+            if not self._speak(sentence):
+                self._ended = True
+            return False  # one checked sentence is the model's part
+        return None

@@ -49,7 +49,7 @@ class Session:
             engines,
             TutorAgent(PERSONAS["maths"]),
             self._sink,
-            PipelineConfig(budgets=policy, playback_lead_ms=5000, turn=TurnConfig(**config)),
+            PipelineConfig(budgets=policy, playback_lead_ms=5000, turn=TurnConfig(**config), lesson_plans=False),
         )
 
     async def _sink(self, event) -> None:

@@ -61,7 +61,7 @@ async def test_with_the_real_model_a_finished_question_is_committed_before_the_f
         turn=real_engines.turn,
     )
     config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=0)
-    pipeline = Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config))
+    pipeline = Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config, lesson_plans=False))
     pcm = (np.concatenate([np.zeros(4800), spoken("How do I add two fractions?")]) * 32767).astype("<i2")
     for i in range(0, len(pcm.tobytes()), 960):  # 30 ms frames, at real time: the engines run meanwhile
         pipeline.push_audio(pcm.tobytes()[i : i + 960])

@@ -40,7 +40,7 @@ async def test_at_the_cap_the_real_model_is_not_called_again(real_engines):
     async def sink(event) -> None:
         events.append(event)
 
-    config = PipelineConfig(caps=UsageCaps(llm_tokens=400), playback_lead_ms=5000)
+    config = PipelineConfig(caps=UsageCaps(llm_tokens=400), playback_lead_ms=5000, lesson_plans=False)
     pipeline = Pipeline(replace(real_engines, llm=llm), TutorAgent(PERSONAS["maths"]), sink, config)
     statuses = []
     for question in (

@@ -90,8 +90,9 @@ class Wire:
 def new_session(engines: Engines | None = None, **kwargs: Any) -> tuple[ProtocolSession, Wire]:
     wire = Wire()
     hub = FakeHub(engines or scripted_engines())
+    # The protocol is tested on the scripted model's own words; the teaching plan has its own tests.
     session = ProtocolSession(
-        Settings(), hub, wire.send_text, wire.send_bytes, clear_audio=wire.clear_audio, **kwargs  # type: ignore[arg-type]
+        Settings(lesson_plans=False), hub, wire.send_text, wire.send_bytes, clear_audio=wire.clear_audio, **kwargs  # type: ignore[arg-type]
     )
     return session, wire
 

@@ -41,7 +41,7 @@ async def _make(llm: ScriptedLLM | None = None, **config) -> tuple[Pipeline, lis
 
     engines = Engines(LoudnessVAD(), ScriptedSTT(), llm or ScriptedLLM(LONG_REPLY), ToneTTS())
     turn = TurnConfig(end_of_turn_silence_ms=300, speculation_silence_ms=150, partial_interval_ms=0, **config)
-    cfg = PipelineConfig(turn=turn, playback_lead_ms=100)
+    cfg = PipelineConfig(turn=turn, playback_lead_ms=100, lesson_plans=False)
     return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, cfg), events
 
 

@@ -7,6 +7,7 @@ import asyncio
 
 from models.silence_tts import SilenceTTS
 from pipelines.agent import TutorAgent
+from pipelines.config import PipelineConfig
 from pipelines.frames import ReplySentence, ReplyTextDelta, TurnDone
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines, Pipeline
@@ -23,7 +24,7 @@ async def _make(llm: ScriptedLLM) -> tuple[Pipeline, list]:
         events.append(event)
 
     engines = Engines(LoudnessVAD(), ScriptedSTT(), llm, SilenceTTS())
-    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink), events
+    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(lesson_plans=False)), events
 
 
 async def _ask(pipeline: Pipeline, events: list, text: str) -> tuple[TurnDone, list[str], str]:

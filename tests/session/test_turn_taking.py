@@ -37,7 +37,7 @@ async def _make(
         LoudnessVAD(), ScriptedSTT(text), ScriptedLLM(reply, token_delay_s=0.001), ToneTTS(), turn=model
     )
     config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=0, **turn)  # type: ignore[arg-type]
-    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config)), events
+    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config, lesson_plans=False)), events
 
 
 async def _stream(pipeline: Pipeline, pcm: bytes, chunk_ms: int = 30) -> None:

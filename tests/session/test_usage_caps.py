@@ -71,7 +71,7 @@ async def _capped(caps: UsageCaps, reply: str = "Four. Well done.") -> tuple[Pip
     await fillers.prepare(engines.tts, [PERSONAS["maths"].voice])
     engines.tts.calls = 0  # the notices are made at start-up, before any session
     turn = TurnConfig(end_of_turn_silence_ms=300, speculation_silence_ms=150, partial_interval_ms=0)
-    config = PipelineConfig(turn=turn, caps=caps, playback_lead_ms=50)
+    config = PipelineConfig(turn=turn, caps=caps, playback_lead_ms=50, lesson_plans=False)
     return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, config), engines, events
 
 

@@ -21,7 +21,7 @@ def _app(admission: Admission) -> FastAPI:
 
     @app.websocket("/v1/ws")
     async def endpoint(websocket: WebSocket) -> None:
-        await serve_websocket(websocket, Settings(), hub, admission, VoiceMetrics())  # type: ignore[arg-type]
+        await serve_websocket(websocket, Settings(lesson_plans=False), hub, admission, VoiceMetrics())  # type: ignore[arg-type]
 
     return app
 
