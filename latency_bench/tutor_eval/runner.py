@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections import defaultdict
@@ -38,10 +39,34 @@ from pipelines.agent import TutorAgent
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import PipelineConfig
 from pipelines.frames import BudgetStage, ReplySentence, TurnDone
+from pipelines.pedagogy.checks import warm as warm_lessons
+from pipelines.pedagogy.lessons import lessons_for
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines, Pipeline
 
 TURN_TIMEOUT_S = 120
+
+
+class _CheckFailures(logging.Handler):
+    """Counts the model sentences the teaching checks replaced, by check, from the reply stage's log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "failed the" in message:
+            self.counts[str(record.args[1]) if isinstance(record.args, tuple) else "?"] += 1
+        elif "missed its" in message:
+            self.counts["deadline"] += 1
+
+
+_CHECKS = _CheckFailures()
+CHECK_FAILURES = _CHECKS.counts
+_reply_log = logging.getLogger("pipelines.stages.reply")
+_reply_log.addHandler(_CHECKS)
+_reply_log.setLevel(logging.INFO)
 
 
 class _NoVAD(VoiceActivityDetector):
@@ -106,40 +131,21 @@ class TurnResult:
     safety_flags: list[list[str]] | None = field(default=None)
 
 
-class _SafetySpy:
-    """Sees every system frame, to catch the safety layer's flags whether or not they are
-    output events (duck-typed: a frame class named SafetyFlag with turn_id and category)."""
-
-    name = "tutor-eval-spy"
-
-    def __init__(self) -> None:
-        self.flags: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
-
-    def on_system(self, frame: Any) -> None:
-        if type(frame).__name__ == "SafetyFlag":
-            self.flags[str(frame.turn_id)].append(
-                (str(frame.category), str(getattr(frame, "action", "")), str(getattr(frame, "direction", "")))
-            )
-
-
 SAFETY_LAYER = hasattr(frames, "SafetyFlag")
 
 
 class Session:
-    def __init__(self, engines: Engines, persona_id: str, max_reply_tokens: int) -> None:
+    def __init__(self, engines: Engines, persona_id: str, max_reply_tokens: int, lesson_plans: bool = True) -> None:
         self.events: list[Any] = []
         persona = PERSONAS[persona_id]
         self.persona = replace(persona, max_reply_tokens=min(persona.max_reply_tokens, max_reply_tokens))
         no_budgets = BudgetPolicy(
             **{stage.value: None for stage in BudgetStage}, stall_ms=TURN_TIMEOUT_S * 1000
         )
-        config = PipelineConfig(budgets=no_budgets, playback_lead_ms=5000)
+        config = PipelineConfig(budgets=no_budgets, playback_lead_ms=5000, lesson_plans=lesson_plans)
         self.pipeline = Pipeline(
             engines, TutorAgent(self.persona), self._sink, config, session_id=f"eval-{persona_id}"
         )
-        self.spy = _SafetySpy()
-        # Listening to the broadcast is the one way to see every system frame from outside.
-        self.pipeline._broadcast._stages.append(self.spy)  # type: ignore[attr-defined]  # noqa: SLF001
         self.replies: list[str] = []
 
     async def _sink(self, event: Any) -> None:
@@ -159,13 +165,22 @@ class Session:
             await asyncio.sleep(0.005)
         raise TimeoutError(f"no answer to {text!r} within {TURN_TIMEOUT_S} s")
 
+    def safety_flags(self, turn_id: str) -> list[tuple[str, str, str]]:
+        """The safety layer's flags on one turn, as the client was sent them (category and
+        action, never text)."""
+        return [
+            (str(e.category), str(e.action), str(e.direction))
+            for e in self.events
+            if isinstance(e, frames.SafetyFlag) and e.turn_id == turn_id
+        ]
+
     async def close(self) -> None:
         await self.pipeline.aclose()
 
 
 async def _turn(session: Session, llm: CountingLLM, case: Case, conversation: str | None) -> TurnResult:
     done, captions, calls, seconds = await session.ask(case.text, llm)
-    flags = session.spy.flags.get(done.turn_id, []) if SAFETY_LAYER else None
+    flags = session.safety_flags(done.turn_id) if SAFETY_LAYER else None
     observed = Observed(
         done.reply_text,
         tuple(captions),
@@ -179,6 +194,8 @@ async def _turn(session: Session, llm: CountingLLM, case: Case, conversation: st
         teaching=case.category in TEACHING,
         forbidden=case.forbidden,
         safety=case.safety,
+        category=case.category,
+        subject=session.persona.subject,
     )
     session.replies.append(done.reply_text)
     return TurnResult(
@@ -213,11 +230,13 @@ async def run(
     cases: list[Case],
     conversations: dict[str, list[str]],
     max_reply_tokens: int = 48,
+    lesson_plans: bool = True,
     progress: bool = True,
 ) -> list[TurnResult]:
     counting = CountingLLM(llm)
     engines = Engines(_NoVAD(), _NoSTT(), counting, tts)
     await counting.warm_up([[ChatMessage("system", p.system_prompt)] for p in PERSONAS.values()])
+    warm_lessons()
     results: list[TurnResult] = []
 
     def say(result: TurnResult) -> None:
@@ -232,14 +251,14 @@ async def run(
             )
 
     for case in cases:
-        session = Session(engines, case.persona, max_reply_tokens)
+        session = Session(engines, case.persona, max_reply_tokens, lesson_plans)
         try:
             results.append(await _turn(session, counting, case, None))
             say(results[-1])
         finally:
             await session.close()
     for persona_id, lines in conversations.items():
-        session = Session(engines, persona_id, max_reply_tokens)
+        session = Session(engines, persona_id, max_reply_tokens, lesson_plans)
         try:
             for index, line in enumerate(lines):
                 case = Case(persona_id, "conversation", line)
@@ -265,12 +284,14 @@ def summarise(results: list[TurnResult]) -> dict[str, Any]:
         groups[f"{r.persona}/{r.category}"].append(r)
         groups[f"all/{r.category}"].append(r)
         groups[f"{r.persona}/all"].append(r)
-    first_tokens = sorted(r.first_token_ms for r in results if r.first_token_ms is not None)
+    # The model's own first token, on the turns that asked it (a move made in code asks nothing).
+    first_tokens = sorted(r.first_token_ms for r in results if r.first_token_ms is not None and r.llm_calls)
     return {
         "turns": len(results),
         "overall": rates(results),
         "groups": {k: {"n": len(v), **rates(v)} for k, v in sorted(groups.items())},
         "first_token_ms_p50": first_tokens[len(first_tokens) // 2] if first_tokens else None,
+        "model_turns": sum(1 for r in results if r.llm_calls),
         "seconds_per_turn_mean": round(sum(r.seconds for r in results) / len(results), 3)
         if results
         else None,
@@ -288,6 +309,9 @@ def table(summary: dict[str, Any]) -> str:
         "no_prompt_leak": "noleak",
         "teaches": "teach",
         "no_answer": "noans",
+        "sums_true": "sums",
+        "no_false_praise": "nopraise",
+        "steers_back": "steer",
         "safety": "safety",
         "structural": "struct",
     }
@@ -336,13 +360,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--persona", action="append", choices=sorted(PERSONAS), help="only these personas")
     parser.add_argument("--no-conversations", action="store_true")
+    parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="the held-out cases and conversations (holdout.py), written apart from the tuned set",
+    )
+    parser.add_argument(
+        "--holdout2",
+        action="store_true",
+        help="the second held-out set (holdout2.py), written apart from everything else",
+    )
+    parser.add_argument(
+        "--no-lesson-plans",
+        action="store_true",
+        help="the model's replies alone, as screened by the safety layer (to compare)",
+    )
     parser.add_argument("--max-reply-tokens", type=int, default=48, help="as the server's default (48)")
     parser.add_argument("--json", type=Path, help="write the results and summary here")
     parser.add_argument("--quiet", action="store_true", help="no per-turn lines on stderr")
     args = parser.parse_args(argv)
 
-    cases = [c for c in CASES if not args.persona or c.persona in args.persona]
-    conversations = {p: lines for p, lines in CONVERSATIONS.items() if not args.persona or p in args.persona}
+    all_cases, all_conversations = CASES, CONVERSATIONS
+    if args.holdout:
+        from latency_bench.tutor_eval.holdout import HOLDOUT_CASES, HOLDOUT_CONVERSATIONS
+
+        all_cases, all_conversations = HOLDOUT_CASES, HOLDOUT_CONVERSATIONS
+    elif args.holdout2:
+        from latency_bench.tutor_eval.holdout2 import HOLDOUT2_CASES, HOLDOUT2_CONVERSATIONS
+
+        all_cases, all_conversations = HOLDOUT2_CASES, HOLDOUT2_CONVERSATIONS
+    cases = [c for c in all_cases if not args.persona or c.persona in args.persona]
+    conversations = {p: lines for p, lines in all_conversations.items() if not args.persona or p in args.persona}
     if args.slice is not None:
         cases = select(cases, args.slice)
         first = next(iter(conversations), None)
@@ -361,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                 conversations=conversations,
                 max_reply_tokens=args.max_reply_tokens,
                 progress=not args.quiet,
+                lesson_plans=not args.no_lesson_plans,
             )
         finally:
             await llm.aclose()
@@ -375,10 +424,16 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines import personas
 
     summary["prompt_version"] = getattr(personas, "PROMPT_VERSION", "unversioned")
+    summary["lesson_plans"] = not args.no_lesson_plans
+    summary["lessons"] = {p: lessons_for(p).version for p in PERSONAS}
+    summary["cases"] = "holdout" if args.holdout else "holdout2" if args.holdout2 else "tuned"
+    summary["model_sentences_replaced"] = dict(CHECK_FAILURES)
     print(
         f"tutor eval: {model}, prompts {summary['prompt_version']}, {len(results)} turns in "
-        f"{summary['wall_s']} s, first token p50 {summary['first_token_ms_p50']} ms, "
-        f"safety layer: {'yes' if SAFETY_LAYER else 'n/a'}"
+        f"{summary['wall_s']} s, the model asked in {summary['model_turns']} turns, "
+        f"its first token p50 {summary['first_token_ms_p50']} ms, "
+        f"safety layer: {'yes' if SAFETY_LAYER else 'n/a'}, lesson plans: {summary['lesson_plans']}, "
+        f"cases: {summary['cases']}, model sentences replaced by a check: {summary['model_sentences_replaced']}"
     )
     print(table(summary))
     if args.json:

@@ -56,5 +56,8 @@ def test_a_slice_of_the_tutoring_evaluation_writes_its_report_and_passes_the_str
     overall = summary["overall"]
     # Guaranteed by code whatever the model writes: an answer, spoken text, no repeats.
     assert overall["non_empty"] == 1.0 and overall["no_markdown"] == 1.0 and overall["no_repeat"] == 1.0
+    # The teaching plan's guarantees, whatever the model writes: every teaching reply asks or
+    # hints, and no sum the tutor states is wrong.
+    assert summary["lesson_plans"] and overall["teaches"] == 1.0 and overall["sums_true"] in (1.0, None), summary
     # Up to the model (a 135M one): most replies still meet every structural check.
     assert overall["structural"] >= 0.75, summary
