@@ -277,6 +277,11 @@ def find_sum(text: str) -> Sum | None:
             expression = Expression("double", number.value)
         else:
             operator = _operator_at(words, number.end) if number.end < len(words) else None
+            if operator is None and number.end < len(words) and words[number.end] == "and":
+                # "two thirds and one third makes one whole": "and" adds, when an answer is claimed.
+                right = by_start.get(number.end + 1)
+                if right is not None and _claim_after(words, right.end, by_start) is not None:
+                    operator = ("+", number.end + 1)
             if operator is not None and operator[1] in by_start:
                 symbol, at = operator
                 right = by_start[at]

@@ -46,6 +46,9 @@ _OFF_TOPIC = re.compile(
     r"(?:who|what)(?:'s| is| are) (?:the )?(?:best|coolest|funniest|greatest)|who would win|sing me|your birthday)\b",
     re.IGNORECASE,
 )
+_GOODBYE = re.compile(
+    r"\b(bye|goodbye|good bye|see you|next time|that'?s all|i have to go|i'?ve got to go|gotta go)\b", re.IGNORECASE
+)
 _GREETING = re.compile(r"^\W*(hi|hello|hey|hiya|good (morning|afternoon|evening))\b", re.IGNORECASE)
 # Chat about the tutor itself ("do you like snow?"), even when a topic word is in it.
 _ABOUT_TUTOR = re.compile(
@@ -147,6 +150,7 @@ class Move(enum.StrEnum):
     NO_TOOLS = "no_tools"  # asked to send, browse or save: it can't, and says so
     NEXT = "next"  # "what should I learn next?"
     GREETING = "greeting"
+    GOODBYE = "goodbye"
     CHECK_IN = "check_in"  # sounds unhappy: a kind word and a grown-up to talk to
     OPEN = "open"  # nothing to teach from: the model answers, then a question
 
@@ -249,6 +253,12 @@ class Teacher:
                     "If something is worrying you, a grown-up you trust can help; shall we carry on together?"
                 ),
             )
+
+        if _GOODBYE.search(text) and len(text.split()) <= 10 and not self.lessons.find(text):
+            return Plan(Move.GOODBYE, lead=pick((
+                "Yes, let's do more next time, and well done for working so hard today.",
+                "Of course, see you next time, and well done today.",
+            )))
 
         wrong = self.lessons.misconception(text)
         if wrong is not None:

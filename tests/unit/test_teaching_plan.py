@@ -189,3 +189,13 @@ def test_a_number_nobody_gave_the_model_is_not_heard():
     plan = Plan(Move.OPEN, model=True, grounding="how old was tutankhamun")
     assert check("Tutankhamun was born in 1285 BC.", plan) is Failed.INVENTED_NUMBER
     assert check("He was only a boy when he became king.", plan) is None
+
+
+def test_and_adds_when_the_child_claims_a_total():
+    plan = Lesson().turn("so two thirds and one third makes one whole, right?")
+    assert plan.move is Move.SUM_RIGHT
+
+
+def test_a_goodbye_gets_a_warm_goodbye_not_a_new_question():
+    plan = Lesson().turn("can we do more next time?")
+    assert plan.move is Move.GOODBYE and not plan.model and not plan.close
