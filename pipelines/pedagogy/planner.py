@@ -335,7 +335,7 @@ class Teacher:
                 return Plan(Move.NEXT, lead=lead, close=nxt.question, pending_card=nxt, topic=nxt)
 
         if card is not None:
-            fact_heard = any(card.fact in old for old in earlier)
+            fact_heard = any(card.fact.lower() in old.lower() for old in earlier)  # after a lead it goes on in lower case
             if tell_me:
                 # Asked to be told: a nudge, not the answer (and never the same nudge twice running).
                 nudge = _unheard((card.hint, card.fact), earlier)
