@@ -17,6 +17,7 @@ speculative reply that was thrown away does not move the lesson on.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -291,7 +292,7 @@ class Teacher:
             clue = _unheard((pending.fact, pending.hint), earlier)
             # No verdict on an open question: the idea is thanked, not praised as right.
             lead = (
-                f"Thanks for your idea, and here's something to add: {_lower_first(clue)}"
+                f"Thanks for your idea, and here's something to add: {continue_sentence(clue)}"
                 if clue
                 else pick(
                     (
@@ -398,8 +399,9 @@ class Teacher:
             lead=lead,
             model=True,
             deadline_s=_deadline(lead),
-            # A hint is only worth saying for the topic of these very words, not an older one.
-            fallback=card.hint if card is not None else "",
+            # The card's fact, if these very words touched a card and it was not heard lately (its
+            # hint belongs to its own question, which was not asked here).
+            fallback=(_unheard((card.fact,), earlier) or "") if card is not None else "",
             close=pick(_OPEN_CLOSE),
             grounding=f"{topic.words if topic else ''} {vocabulary}",
             forbidden=(self.pending_sum.expression.value,)
@@ -421,7 +423,7 @@ class Teacher:
         if unheard is not None and self.card_tries < 2:
             return Plan(
                 Move.STUCK if stuck else Move.CARD_WRONG,
-                lead=opener + _lower_first(unheard),
+                lead=opener + continue_sentence(unheard),
                 close=card.question,
                 pending_card=card,
                 topic=card,
@@ -493,7 +495,7 @@ class Teacher:
             )
         return Plan(
             Move.STEP_WRONG,
-            lead=pick(_NOT_QUITE) + _lower_first(step.hint),
+            lead=pick(_NOT_QUITE) + continue_sentence(step.hint),
             close=step.question,
             forbidden=(value,),
             pending_sum=after,
@@ -526,9 +528,9 @@ class Teacher:
                     pending_sum=PendingSum(easier, tuple(steps(easier)), -1),
                 )
         if tell_me:
-            lead = f"{pick(_HAND_OVER).rstrip('.')}: {_lower_first(step.hint)}"
+            lead = f"{pick(_HAND_OVER).rstrip('.')}: {continue_sentence(step.hint)}"
         else:
-            lead = pick(_STUCK) + _lower_first(step.hint)
+            lead = pick(_STUCK) + continue_sentence(step.hint)
         return Plan(
             Move.STUCK,
             lead=lead,
@@ -628,5 +630,28 @@ def _unheard(lines: tuple[str, ...], earlier: list[str]) -> str | None:
     )
 
 
-def _lower_first(text: str) -> str:
-    return text[:1].lower() + text[1:] if text[:2] != "I " else text
+def continue_sentence(text: str) -> str:
+    """The text going on after a lead-in ("That's okay, count up ..."), names left capitalised."""
+    from pipelines.pedagogy.checks import zipf
+
+    first = text.split(" ", 1)[0].strip(".,!?;:\"")
+    if first == "I" or first.startswith("I'"):
+        return text
+    # A name is never written in lower case ("Henry"); a word the cards also write in lower case,
+    # or a very common one, is not a name ("Count", "The").
+    if first.lower() not in _lowercase_words() and zipf(first.lower()) < 5.0:
+        return text
+    return text[:1].lower() + text[1:]
+
+
+@functools.cache
+def _lowercase_words() -> frozenset[str]:
+    """Words the lesson cards' sentences write in lower case (their `match` lists are all lower case)."""
+    from pipelines.pedagogy.lessons import LESSONS_DIR
+
+    words: set[str] = set()
+    for path in LESSONS_DIR.glob("*.toml"):
+        for card in lessons_for(path.stem).cards:
+            for text in (card.fact, card.hint, card.question, *(m.correction for m in card.misconceptions)):
+                words.update(re.findall(r"\b[a-z][a-z']+\b", text))
+    return frozenset(words)

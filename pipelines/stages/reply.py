@@ -56,7 +56,8 @@ from pipelines.frames import (
     UsageKind,
 )
 from pipelines.pedagogy import Plan, Teacher
-from pipelines.pedagogy.checks import check, tidy, zipf
+from pipelines.pedagogy.checks import check, tidy
+from pipelines.pedagogy.planner import continue_sentence
 from pipelines.processor import Stage
 from pipelines.spoken import split_sentences
 from pipelines.safety import neutralise
@@ -199,8 +200,8 @@ class ReplyStage(Stage):
                 self.push(Out(attempt, flag))
             piece = checked.text
             after_lead = plan is not None and plan.lead and attempt.generated == plan.lead
-            if after_lead and plan.lead.endswith((",", ":")) and piece[:1].isupper() and _common_word(piece):
-                piece = piece[:1].lower() + piece[1:]  # "Well," then "the Romans ...", not "The"
+            if after_lead and plan.lead.endswith((",", ":")):
+                piece = continue_sentence(piece)  # "Well," then "the Romans ...", not "The"
             if emitted == 0:
                 self.push(Mark(attempt, "first_sentence", self._clock()))
             emitted += 1
@@ -317,12 +318,6 @@ class ReplyStage(Stage):
         finally:
             if not request.done.done():
                 request.done.set_result(None)
-
-
-def _common_word(piece: str) -> bool:
-    """The piece starts with an everyday word ("The", "What"), not a name ("Romans", "I")."""
-    first = piece.split(" ", 1)[0].strip(".,!?;:\"")
-    return not (first == "I" or first.startswith("I'")) and zipf(first.lower()) >= 5.0
 
 
 class _CheckedSentences:
