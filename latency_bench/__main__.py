@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -35,12 +36,12 @@ TURN_TIMEOUT_S = 120
 ClientFactory = Callable[[str, str | None], VoiceClient]
 
 
-def client_factory(transport: str) -> ClientFactory:
+def client_factory(transport: str, token: str | None = None) -> ClientFactory:
     if transport == "webrtc":
         from latency_bench.webrtc_client import WebRtcVoiceClient
 
-        return lambda url, persona: WebRtcVoiceClient(url, persona=persona)
-    return lambda url, persona: VoiceClient(url, persona=persona)
+        return lambda url, persona: WebRtcVoiceClient(url, persona=persona, token=token)
+    return lambda url, persona: VoiceClient(url, persona=persona, token=token)
 
 
 async def run_session(
@@ -248,8 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         default="websocket",
         help="webrtc: Opus audio and a data channel via aiortc, as a browser would",
     )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("CONVERGIO_BENCH_TOKEN"),
+        help="a signed access token for the sessions (or CONVERGIO_BENCH_TOKEN); omit for `serve --open`",
+    )
+    parser.add_argument(
+        "--metrics-token",
+        default=os.environ.get("CONVERGIO_BENCH_METRICS_TOKEN"),
+        help="the scrape token (or an admin token) for /metrics, for CPU and memory",
+    )
     args = parser.parse_args(argv)
-    make = client_factory(args.transport)
+    make = client_factory(args.transport, args.token)
 
     paths = sorted(args.audio_dir.glob("*.wav"))[: args.limit]
     if not paths:
@@ -257,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = [load_clip(p) for p in paths]
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
     references = load_references(args.audio_dir)
-    sampler = ServerSampler(args.url)
+    sampler = ServerSampler(args.url, args.metrics_token)
     payload: dict[str, Any] = {
         "transport": args.transport,
         "turns": [],

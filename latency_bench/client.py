@@ -107,8 +107,10 @@ class VoiceClient:
         turn_options: dict[str, Any] | None = None,
         frame_ms: int = 20,
         on_message: Callable[[dict[str, Any]], None] | None = None,
+        token: str | None = None,
     ) -> None:
         self.url = url
+        self.token = token  # a signed access token; None against a server in open mode
         self.persona = persona
         self.end_of_turn_silence_ms = end_of_turn_silence_ms
         self.turn_options = turn_options or {}  # more of session.start's "turn" (see the protocol)
@@ -129,7 +131,8 @@ class VoiceClient:
         self.stray_audio_bytes = 0
 
     async def __aenter__(self) -> VoiceClient:
-        self._ws = await websockets.connect(self.url, max_size=2**22)
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        self._ws = await websockets.connect(self.url, max_size=2**22, additional_headers=headers)
         self.hello = json.loads(await self._ws.recv())
         self._record(self.hello)
         start: dict[str, Any] = {"type": "session.start", "input_audio": {"sample_rate": SAMPLE_RATE}}

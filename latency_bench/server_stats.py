@@ -22,14 +22,17 @@ class Sample:
 
 
 class ServerSampler:
-    def __init__(self, ws_url: str) -> None:
+    def __init__(self, ws_url: str, token: str | None = None) -> None:
+        self.token = token  # an admin token or the scrape token: /metrics is not public
         parts = urlsplit(ws_url)
         scheme = "https" if parts.scheme == "wss" else "http"
         self.metrics_url = f"{scheme}://{parts.netloc}/metrics"
 
     def _read(self) -> Sample:
         try:
-            with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+            request = urllib.request.Request(self.metrics_url, headers=headers)
+            with urllib.request.urlopen(request, timeout=5) as response:
                 text = response.read().decode()
         except OSError:  # a server without /metrics: the benchmark still runs, without resources
             text = ""

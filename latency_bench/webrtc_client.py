@@ -96,7 +96,7 @@ class WebRtcVoiceClient(VoiceClient):
         self._pc.on("track", lambda track: self._readers.append(asyncio.ensure_future(self._listen(track))))
         await self._pc.setLocalDescription(await self._pc.createOffer())
         body = json.dumps({"type": "offer", "sdp": self._pc.localDescription.sdp}).encode()
-        answer = await asyncio.to_thread(_post, offer_url, body)
+        answer = await asyncio.to_thread(_post, offer_url, body, self.token)
         await self._pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
         opened = asyncio.Event()
         channel.on("open", opened.set)
@@ -137,7 +137,10 @@ class WebRtcVoiceClient(VoiceClient):
         self._channel.send(json.dumps(message))
 
 
-def _post(url: str, body: bytes) -> dict[str, Any]:
-    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+def _post(url: str, body: bytes, token: str | None) -> dict[str, Any]:
+    headers = {"content-type": "application/json"}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=body, headers=headers)
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
