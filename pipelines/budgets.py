@@ -32,7 +32,10 @@ STAGE_MARKS: dict[BudgetStage, tuple[str, str]] = {
     BudgetStage.LLM_FIRST_TOKEN: ("transcript", "llm_first_token"),
     BudgetStage.FIRST_SENTENCE: ("llm_first_token", "first_sentence"),
     BudgetStage.TTS_FIRST_AUDIO: ("first_sentence", "tts_first_audio"),
-    BudgetStage.VOICE_TO_VOICE: ("speech_end", "first_audio_sent"),
+    # From the moment an answer is due: the end of speech, or the commit when the policy held the
+    # turn for a thinking pause (a filler at once after a deliberate wait would only delay an answer
+    # that is ready). The reported voice-to-voice latency always counts from the end of speech.
+    BudgetStage.VOICE_TO_VOICE: ("answer_due", "first_audio_sent"),
 }
 
 # The engine whose deadline a stage is, for the `fallback` action.

@@ -46,6 +46,9 @@ class EndOfTurn(SystemFrame):
     audio: np.ndarray
     speech_end_at: float  # when the last voiced frame arrived
     at: float
+    # The policy held the turn open for a thinking pause that no speech ended: the student has
+    # already sat through the wait, so the answer is due from the commit, not from their last word.
+    held: bool = False
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -136,6 +136,7 @@ class Pipeline:
                 clock,
                 partial_ready=self._transcription.partial_ready,
                 turn_model=engines.turn,
+                lesson=self._reply,
             ),
             self._transcription,
             self._reply,

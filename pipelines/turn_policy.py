@@ -7,7 +7,9 @@ stopping mid-sentence to think deserves seconds. The evidence:
   the student pauses;
 - Whisper's own punctuation of the speculative transcript (a sentence that ends without a full
   stop, or with a comma or an ellipsis, is not finished);
-- whether the tutor has just asked a question (finding an answer takes longer).
+- whether the tutor has just asked a question (finding an answer takes longer);
+- whether the words so far are the right answer to the tutor's question: a child who has said
+  it has finished, however short the audio and however unsure the audio model is of it.
 
 Any known signal saying "not finished" wins: cutting a learner off costs more than a few hundred
 milliseconds. No verdict is reached while evidence that was asked for is still on its way (a busy
@@ -41,6 +43,8 @@ class Evidence:
     tutor_asked: bool = False  # the last reply the student heard ended with a question
     awaiting_transcript: bool = False  # the speculative transcript is on its way
     awaiting_completion: bool = False  # the turn model's score is on its way
+    expects_answer: bool = False  # the lesson waits on an answer it can judge as right
+    right_answer: bool = False  # the transcript is the right answer to the tutor's question
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +76,16 @@ class TurnPolicy:
 
     def verdict(self, evidence: Evidence) -> Verdict:
         cfg = self.config
+        if evidence.right_answer and evidence.transcript is not None:
+            return Verdict.COMPLETE
         votes: list[Verdict] = []
         if evidence.completion is not None:
             complete = evidence.completion >= cfg.completion_threshold
             votes.append(Verdict.COMPLETE if complete else Verdict.INCOMPLETE)
         if cfg.use_punctuation and evidence.transcript is not None:
             votes.append(punctuation_verdict(evidence.transcript))
+        if evidence.expects_answer and evidence.awaiting_transcript:
+            return Verdict.PENDING  # the words may be the answer: hear them before calling it thinking
         if Verdict.INCOMPLETE in votes:
             return Verdict.INCOMPLETE
         if evidence.awaiting_completion or (cfg.use_punctuation and evidence.awaiting_transcript):

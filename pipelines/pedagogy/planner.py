@@ -24,7 +24,7 @@ from fractions import Fraction
 
 from pipelines.pedagogy.arithmetic import Step, steps
 from pipelines.pedagogy.lessons import Card, Lessons, lessons_for
-from pipelines.pedagogy.numbers import Expression, find_sum, last_number, say
+from pipelines.pedagogy.numbers import Expression, find_numbers, find_sum, last_number, say, tokens
 from pipelines.personas import Persona
 from pipelines.spoken import near_duplicate
 
@@ -72,6 +72,7 @@ _NEXT = re.compile(
     re.IGNORECASE,
 )
 # A new question of the student's, not an answer to the tutor's ("is it forty?" is an answer).
+_ANSWER_TAGS = frozenset({"right", "yes", "i", "think", "maybe", "is", "it", "isn't", "isnt", "miss", "sir"})
 _NEW_QUESTION = re.compile(
     r"^\W*(?:(?:and|so|but|um|oh|ok|okay|bye|thanks|thank you|hi|hey|miss|sir)\W+){0,2}"
     r"(?:what|why|how|when|where|who|which|can|could|should"
@@ -215,6 +216,32 @@ class Teacher:
         self.pending_sum, self.pending_card = plan.pending_sum, plan.pending_card
         self.topic = plan.topic or self.topic
         self._turn += 1
+
+    def expects_answer(self) -> bool:
+        card = self.pending_card
+        return self.pending_sum is not None or (card is not None and bool(card.accept))
+
+    def hears_right_answer(self, text: str) -> bool:
+        """The words so far are the right answer to the question the tutor is waiting on: evidence
+        for the turn policy that the student has finished, however unsure the audio model is.
+
+        Only a right answer counts: "fifty" may be the start of "fifty six", but a child who says
+        the number the step asked for, with nothing after it, has answered. Nothing is judged
+        here; the plan judges the committed words as always."""
+        if _NEW_QUESTION.match(text):
+            return False
+        if self.pending_sum is not None:
+            words = tokens(text)
+            numbers = find_numbers(words)
+            if not numbers or find_sum(text) is not None:
+                return False
+            last = numbers[-1]
+            # Nothing after the number but a tag ("right?", "I think"): "fifty six and" goes on.
+            tail = words[last.end :]
+            right = {self.pending_sum.asked, self.pending_sum.expression.value}
+            return last.value in right and all(word in _ANSWER_TAGS for word in tail)
+        card = self.pending_card
+        return card is not None and bool(card.accept) and len(text.split()) <= 6 and card.accepts(text)
 
     def plan(self, text: str, earlier: list[str], *, no_tools: bool = False) -> Plan:
         """The move for the student's words. `no_tools`: the safety layer found a request for an

@@ -6,7 +6,8 @@ transcription speculate, the end of a turn commits it, speech during a reply bar
 
 When a turn ends is the turn policy's decision (pipelines/turn_policy.py). At each pause this stage
 gathers its evidence: the turn model's score of the audio so far (scored off the event loop), the
-punctuation of the speculative transcript, and whether the tutor's last heard reply was a question.
+punctuation of the speculative transcript, whether the tutor's last heard reply was a question, and
+whether the words are the right answer to it.
 While the policy waits out a thinking pause the tutor stays silent and the client is told so.
 """
 
@@ -16,6 +17,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -42,6 +44,14 @@ from pipelines.turn_policy import Evidence, TurnPolicy
 
 log = logging.getLogger(__name__)
 
+
+class AnswerJudge(Protocol):
+    """The lesson: whether it waits on an answer it can judge, and whether words are that answer."""
+
+    def expects_answer(self) -> bool: ...
+
+    def hears_right_answer(self, text: str) -> bool: ...
+
 PARTIAL_WINDOW_S = 19  # a partial is a live caption: its cost stays bounded however long the talk
 
 
@@ -57,6 +67,7 @@ class EndpointingStage(Stage):
         *,
         partial_ready: Callable[[], bool] = lambda: True,
         turn_model: TurnCompletion | None = None,
+        lesson: AnswerJudge | None = None,
     ) -> None:
         super().__init__()
         # Asked before cutting audio for a partial: partials are a courtesy, so none is started
@@ -78,6 +89,7 @@ class EndpointingStage(Stage):
         self._last_partial_frame = 0
         self._policy = TurnPolicy(config)
         self._turn_model = turn_model
+        self._lesson = lesson  # the lesson's judge: do these words answer its question?
         self._evidence: Evidence | None = None  # about the current pause; None while speaking
         self._pause = 0  # numbers pauses, so a late score never lands on a later pause
         self._scoring: asyncio.Task[None] | None = None
@@ -90,6 +102,8 @@ class EndpointingStage(Stage):
             if self._evidence is not None and frame.listening is self._turns.listening:
                 self._evidence.transcript = frame.text
                 self._evidence.awaiting_transcript = False
+                if self._evidence.expects_answer and self._lesson is not None:
+                    self._evidence.right_answer = self._lesson.hears_right_answer(frame.text)
         elif isinstance(frame, AttemptEnded) and frame.heard.strip():
             self._tutor_asked = frame.heard.rstrip().endswith("?")
 
@@ -146,7 +160,8 @@ class EndpointingStage(Stage):
     def _start_pause(self, audio: np.ndarray) -> None:
         self._end_pause()
         # The Paused frame just pushed starts a speculative transcription.
-        self._evidence = Evidence(tutor_asked=self._tutor_asked, awaiting_transcript=True)
+        expects = self._tutor_asked and self._lesson is not None and self._lesson.expects_answer()
+        self._evidence = Evidence(tutor_asked=self._tutor_asked, awaiting_transcript=True, expects_answer=expects)
         if self._turn_model is not None and self._config.adaptive:
             self._evidence.awaiting_completion = True
             self._scoring = asyncio.get_running_loop().create_task(self._score(self._pause, audio))
@@ -207,6 +222,7 @@ class EndpointingStage(Stage):
         self._first_frame = carry.first_frame
 
     def _on_end_of_turn(self) -> None:
+        held = self._thinking_sent
         self._end_pause()
         listening, self._turns.listening = self._turns.listening, None
         if listening is None:
@@ -215,7 +231,11 @@ class EndpointingStage(Stage):
         self.push(SpeechStopped(listening.id, detector.last_voiced_end * self._config.frame_ms))
         self.push(
             EndOfTurn(
-                listening, self._utterance_audio(), self._arrival_of(detector.last_voiced_end), self._clock()
+                listening,
+                self._utterance_audio(),
+                self._arrival_of(detector.last_voiced_end),
+                self._clock(),
+                held=held,
             )
         )
         # Kept until the reply is heard: if the student goes on before that, the turn continues.

@@ -148,6 +148,14 @@ class ReplyStage(Stage):
                 return
         attempt.track(asyncio.get_running_loop().create_task(self._think(attempt, plan)))
 
+    def expects_answer(self) -> bool:
+        """Whether the lesson waits on an answer it can judge (a step of a sum, a card's question)."""
+        return self.teacher is not None and self.teacher.expects_answer()
+
+    def hears_right_answer(self, text: str) -> bool:
+        """Whether `text` is the right answer to the lesson's pending question (turn-taking evidence)."""
+        return self.teacher is not None and self.teacher.hears_right_answer(text)
+
     def _say(self, attempt: Attempt, text: str) -> None:
         """Speak a declared line as the reply, without the model (marks as if it answered at once)."""
         now = self._clock()
@@ -163,7 +171,7 @@ class ReplyStage(Stage):
     def _repeat(self, frame: RepeatLast) -> None:
         attempt = self._turns.new_attempt(turn_id=frame.turn_id, replay=frame.text)
         now = self._clock()
-        for mark in ("speech_end", "end_of_turn", "transcript", "llm_first_token", "first_sentence"):
+        for mark in ("speech_end", "answer_due", "end_of_turn", "transcript", "llm_first_token", "first_sentence"):
             self.push(Mark(attempt, mark, now))
         self._turns.commit(attempt)
         attempt.reply_started = True

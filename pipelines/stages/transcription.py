@@ -81,6 +81,7 @@ class TranscriptionStage(Stage):
                 attempt = self._turns.new_attempt(frame.listening)
                 self._start(attempt, frame.audio)
             self.push(Mark(attempt, "speech_end", frame.speech_end_at))
+            self.push(Mark(attempt, "answer_due", frame.at if frame.held else frame.speech_end_at))
             self.push(Mark(attempt, "end_of_turn", frame.at))
             self._turns.commit(attempt)
         elif isinstance(frame, UsePartialTranscript):
@@ -95,7 +96,7 @@ class TranscriptionStage(Stage):
         if isinstance(frame, TextIn):
             attempt = self._turns.new_attempt(turn_id=frame.turn_id)
             now = self._clock()
-            for mark in ("speech_end", "end_of_turn"):
+            for mark in ("speech_end", "answer_due", "end_of_turn"):
                 self.push(Mark(attempt, mark, now))
             self._turns.commit(attempt)
             self.push(Mark(attempt, "transcript", self._clock()))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 
 from pipelines.agent import TutorAgent
+from pipelines.budgets import BudgetPolicy
 from pipelines.config import PipelineConfig, TurnConfig
-from pipelines.frames import ReplyAudio, SpeechStarted, TranscriptFinal, TurnDone, TurnPrompt, TurnThinking
+from pipelines.frames import BudgetAction, BudgetMiss, BudgetStage, ReplyAudio, SpeechStarted, TranscriptFinal, TurnDone, TurnPrompt, TurnThinking
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines, Pipeline
 from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ScriptedTurn, ToneTTS
@@ -25,7 +26,13 @@ def _silence(ms: int) -> bytes:
 
 
 async def _make(
-    score: float | None, *, text: str = "What is two plus two?", reply: str = "Four.", **turn: object
+    score: float | None,
+    *,
+    text: str = "What is two plus two?",
+    reply: str = "Four.",
+    budgets: BudgetPolicy | None = None,
+    lesson_plans: bool = False,
+    **turn: object,
 ) -> tuple[Pipeline, list]:
     events: list = []
 
@@ -37,7 +44,8 @@ async def _make(
         LoudnessVAD(), ScriptedSTT(text), ScriptedLLM(reply, token_delay_s=0.001), ToneTTS(), turn=model
     )
     config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=0, **turn)  # type: ignore[arg-type]
-    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config, lesson_plans=False)), events
+    pipeline_config = PipelineConfig(turn=config, lesson_plans=lesson_plans, budgets=budgets or BudgetPolicy())
+    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, pipeline_config), events
 
 
 async def _stream(pipeline: Pipeline, pcm: bytes, chunk_ms: int = 30) -> None:
@@ -136,4 +144,35 @@ async def test_the_speculative_answer_is_reused_at_the_policys_commit():
     assert _count(events, TranscriptFinal) == 1
     assert pipeline.engines.stt.calls == 1  # transcribed in the pause, confirmed, not redone
     assert len(pipeline.engines.llm.requests) == 1
+    await pipeline.aclose()
+
+
+async def test_after_a_thinking_wait_the_answer_is_due_from_the_commit_so_no_filler_goes_before_it():
+    # The voice-to-voice budget is shorter than the wait itself (3 s of audio pass in 0.3 s here):
+    # counted from the last word it would have fired at the commit, in front of a ready answer.
+    budget = BudgetPolicy.only(BudgetStage.VOICE_TO_VOICE, 250, BudgetAction.FILLER)
+    pipeline, events = await _make(score=0.1, text="What is two plus", budgets=budget)
+    await _stream(pipeline, _speech(600) + _silence(3300))
+    for _ in range(500):
+        if _count(events, TurnDone):
+            break
+        await asyncio.sleep(0.01)
+    assert _count(events, TurnThinking) == 1 and _count(events, TurnDone) == 1
+    assert not [e for e in events if isinstance(e, BudgetMiss) and e.stage is BudgetStage.VOICE_TO_VOICE]
+    done = next(e for e in events if isinstance(e, TurnDone))
+    assert done.latency_ms["voice_to_voice_ms"] >= 250  # the report still counts from the end of speech
+    await pipeline.aclose()
+
+
+async def test_the_right_answer_to_the_tutors_question_is_answered_at_once_however_unsure_the_audio_model():
+    pipeline, events = await _make(score=0.1, text="Thirty five.", lesson_plans=True)
+    await pipeline.submit_text("What is six times seven?")  # the plan asks: what is five times seven?
+    for _ in range(500):
+        if _count(events, TurnDone):
+            break
+        await asyncio.sleep(0.01)
+    await _stream(pipeline, _speech(600) + _silence(600))  # far under the 5 s question patience
+    await _settle()
+    spoken = [e for e in events if isinstance(e, TranscriptFinal) and e.text == "Thirty five."]
+    assert _count(events, TurnThinking) == 0 and len(spoken) == 1
     await pipeline.aclose()

@@ -199,3 +199,23 @@ def test_and_adds_when_the_child_claims_a_total():
 def test_a_goodbye_gets_a_warm_goodbye_not_a_new_question():
     plan = Lesson().turn("can we do more next time?")
     assert plan.move is Move.GOODBYE and not plan.model and not plan.close
+
+
+def test_the_right_answer_to_the_tutors_question_is_heard_as_a_finished_turn():
+    lesson = Lesson()
+    assert lesson.turn("What is six times seven?").close == "What is five times seven?"
+    hears = lesson.teacher.hears_right_answer
+    assert hears("Thirty five.") and hears("is it 35?") and hears("thirty five, right?")
+    assert hears("forty two")  # the whole sum's answer is finished too
+    # A start that may go on, a wrong number, or a new sum is not a finished answer.
+    assert not hears("Thirty") and not hears("thirty five and") and not hears("thirty six")
+    assert not hears("what is thirty five plus one?") and not hears("5 times 7 is 35")
+
+
+def test_the_right_answer_to_a_card_question_is_heard_as_finished_and_nothing_is_without_a_question():
+    lesson = Lesson()
+    assert not lesson.teacher.hears_right_answer("fifty six")  # nothing asked yet
+    asked = lesson.turn("What is a prime number?")
+    right = next(a for a in asked.pending_card.accept if not a.isdigit())
+    assert lesson.teacher.hears_right_answer(right)
+    assert not lesson.teacher.hears_right_answer(f"I was thinking that maybe it could be {right} or")

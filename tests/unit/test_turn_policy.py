@@ -86,3 +86,18 @@ def test_a_late_score_is_waited_for_not_overtaken_by_the_fixed_silence():
     decision = POLICY.decide(Evidence(awaiting_completion=True, transcript="Fifty six."))
     assert decision.verdict is Verdict.PENDING and not decision.thinking
     assert decision.commit_at_ms == CONFIG.patience_ms > CONFIG.end_of_turn_silence_ms
+
+
+def test_the_right_answer_to_the_tutors_question_is_finished_whatever_the_audio_model_says():
+    # Short answers are where an audio turn model is least sure ("56" scored 0.44 here); the lesson
+    # knows the answer it waits for, so a child who says it is answered at once, not after 5 s.
+    evidence = Evidence(completion=0.2, transcript="56", tutor_asked=True, right_answer=True)
+    decision = POLICY.decide(evidence)
+    assert decision.verdict is Verdict.COMPLETE and decision.commit_at_ms == CONFIG.commit_silence_ms
+    assert POLICY.decide(Evidence(completion=0.2, transcript="56", tutor_asked=True)).thinking
+
+
+def test_while_the_words_that_may_be_the_answer_are_on_their_way_the_student_is_not_yet_thinking():
+    waiting = Evidence(completion=0.2, tutor_asked=True, expects_answer=True, awaiting_transcript=True)
+    decision = POLICY.decide(waiting)
+    assert decision.verdict is Verdict.PENDING and not decision.thinking
