@@ -120,6 +120,7 @@ class PrefillRequest(DataFrame):
 class Sentence(DataFrame):
     attempt: Attempt
     text: str
+    vetted: bool = False  # a line of the plan, not the model's words: its audio may be kept
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -22,6 +22,7 @@ from pipelines.allowance import AllowanceStage, capped
 from pipelines.config import PipelineConfig
 from pipelines.control import Mark, Out
 from pipelines.fillers import FillerCache
+from pipelines.stock_speech import StockSpeech
 from pipelines.frames import (
     OUTPUT_EVENTS,
     AudioIn,
@@ -61,6 +62,7 @@ class Engines:
     tts: TextToSpeech
     fillers: FillerCache | None = None
     turn: TurnCompletion | None = None  # scores "finished or thinking?" at a pause; optional
+    stock: StockSpeech | None = None  # the tutor's vetted lines as audio, shared by every session
 
 
 class Outbox(Stage):
@@ -126,7 +128,7 @@ class Pipeline:
         self._reply = ReplyStage(
             engines.llm, agent, self.turns, clock, speculative=turn.speculative_reply, lesson_plans=config.lesson_plans
         )
-        self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock)
+        self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock, engines.stock)
         self._metering = MeteringStage(session_id)
         chain: list[Stage] = [
             EndpointingStage(

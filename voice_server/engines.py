@@ -12,6 +12,7 @@ from models.base import ChatMessage, ModelNotInstalledError, TurnCompletion
 from models.fallback import FallbackHook, fallback_chain
 from models.registry import spec_for
 from pipelines.fillers import FillerCache
+from pipelines.stock_speech import StockSpeech
 from pipelines.pedagogy.checks import warm as warm_lessons
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines
@@ -61,7 +62,7 @@ class EngineHub:
             await fillers.prepare(engines.tts, [p.voice for p in PERSONAS.values()])
             # The teaching checks' word list and lesson cards, off the loop, before any student.
             await asyncio.to_thread(warm_lessons)
-            engines = replace(engines, fillers=fillers)
+            engines = replace(engines, fillers=fillers, stock=StockSpeech())
             say(f"[5/5] warm in {time.perf_counter() - started:.1f} s")
         except Exception as exc:
             self.error = str(exc)

@@ -165,7 +165,7 @@ class ReplyStage(Stage):
         chunker = SentenceChunker()
         for piece in [*chunker.push(text + " "), *chunker.flush()]:
             self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece + " ")))
-            self.push(Sentence(attempt, piece))
+            self.push(Sentence(attempt, piece, vetted=True))
         self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
 
     def _repeat(self, frame: RepeatLast) -> None:
@@ -199,13 +199,15 @@ class ReplyStage(Stage):
         attempt.generated = ""  # what is queued to be spoken, in spoken style (see Turns.complete)
         attempt.llm_priority = priority = Priority(attempt.priority.urgency, attempt.priority.since)
 
-        def queue(piece: str) -> bool:
-            """Speak a piece; False once the reply must end (a blocked piece was replaced)."""
+        def queue(piece: str, *, vetted: bool = False) -> bool:
+            """Speak a piece; False once the reply must end (a blocked piece was replaced).
+            `vetted`: a line of the plan, not the model's words."""
             nonlocal emitted
             checked = screen.check(piece)
             if checked.category is not None:  # blocked: the safe line is said instead, and the reply ends
                 flag = record(attempt, checked.category, SafetyAction.REPLACE, SafetyDirection.OUTPUT)
                 self.push(Out(attempt, flag))
+                vetted = True
             piece = checked.text
             after_lead = plan is not None and plan.lead and attempt.generated == plan.lead
             if after_lead and plan.lead.endswith((",", ":")):
@@ -216,7 +218,7 @@ class ReplyStage(Stage):
             attempt.generated = f"{attempt.generated} {piece}".lstrip()
             # Captions carry only screened, spoken-style text: raw deltas never leave this stage.
             self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece if emitted == 1 else f" {piece}")))
-            self.push(Sentence(attempt, piece))
+            self.push(Sentence(attempt, piece, vetted=vetted))
             # The first piece is what the student waits for; the rest can queue behind other
             # students' first pieces (it is needed only once this one has been spoken).
             priority.urgency = max(priority.urgency, Urgency.AHEAD)
@@ -228,7 +230,7 @@ class ReplyStage(Stage):
         deadline = loop.time() + (plan.deadline_s or 0.0) if plan is not None else 0.0
         ended = False  # the safety layer ended the reply
         if plan is not None and plan.lead:
-            ended = not queue(plan.lead)  # at once: the student hears the tutor while the model writes
+            ended = not queue(plan.lead, vetted=True)  # at once: the student hears the tutor while the model writes
 
         try:
             with work_scope(priority), call_scope(control):
@@ -284,9 +286,9 @@ class ReplyStage(Stage):
                         queue(self.agent.re_engage(earlier))
                 if plan is not None and checked is not None and not ended and attempt.live:
                     if not checked.spoken and plan.fallback:
-                        ended = not queue(plan.fallback)  # the vetted fact or hint, in place of the model's
+                        ended = not queue(plan.fallback, vetted=True)  # the vetted fact or hint, in place of the model's
                     if not ended and plan.close and "?" not in attempt.generated:
-                        queue(plan.close)
+                        queue(plan.close, vetted=True)
                 if not emitted and attempt.live:  # the model said nothing at all: never silence
                     queue(self.agent.re_engage(earlier))
         except EngineError as exc:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 
-from models.base import EngineError, TextToSpeech, VoiceSettings, call_scope
+from models.base import EngineError, SynthesizedAudio, TextToSpeech, VoiceSettings, call_scope
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.allowance import CAP_REACHED
 from pipelines.budgets import CAP_NOTICE
@@ -37,6 +37,7 @@ from pipelines.frames import (
     UsageKind,
 )
 from pipelines.processor import Stage
+from pipelines.stock_speech import Key, StockSpeech
 from pipelines.turn import Attempt, SpokenPiece
 
 log = logging.getLogger(__name__)
@@ -46,13 +47,19 @@ class SpeechStage(Stage):
     name = "speech"
 
     def __init__(
-        self, tts: TextToSpeech, voice: VoiceSettings, fillers: FillerCache | None, clock: Callable[[], float]
+        self,
+        tts: TextToSpeech,
+        voice: VoiceSettings,
+        fillers: FillerCache | None,
+        clock: Callable[[], float],
+        stock: StockSpeech | None = None,
     ) -> None:
         super().__init__()
         self._tts = tts
         self.voice = voice
         self._fillers = fillers
         self._clock = clock
+        self._stock = stock
 
     def on_system(self, frame: SystemFrame) -> None:
         if isinstance(frame, UpdateSettings) and frame.voice_rate is not None:
@@ -74,7 +81,7 @@ class SpeechStage(Stage):
         if isinstance(frame, Sentence):
             attempt = frame.attempt
             if attempt.live and not (attempt.gave_up or attempt.failed):
-                await self._speak(attempt, frame.text)
+                await self._speak(attempt, frame.text, vetted=frame.vetted)
         elif isinstance(frame, ReplyDone):
             attempt = frame.attempt
             if attempt.gave_up or (attempt.failed and not frame.apology):
@@ -93,14 +100,21 @@ class SpeechStage(Stage):
         if apology is not None:
             self.push(CachedAudio(attempt, apology, filler=False))
 
-    async def _speak(self, attempt: Attempt, text: str) -> None:
+    async def _speak(self, attempt: Attempt, text: str, *, vetted: bool = False) -> None:
         piece = SpokenPiece(text)
         attempt.pieces.append(piece)
+        key = StockSpeech.key(self._tts.info, self.voice, text) if vetted and self._stock is not None else None
+        kept = self._stock.get(key) if key is not None and self._stock is not None else None
+        if kept is not None:
+            # No engine call, so nothing to meter: the student hears the line at once.
+            for audio in kept:
+                self._heard_audio(attempt, piece, audio)
+            return
         # The first piece is as urgent as the turn; later ones have audio playing before them, so
         # other students' first pieces may go first.
         first = len(attempt.pieces) == 1
         priority = attempt.priority if first else Priority(Urgency.AHEAD, attempt.priority.since)
-        task = attempt.track(asyncio.get_running_loop().create_task(self._synthesize(attempt, piece, priority)))
+        task = attempt.track(asyncio.get_running_loop().create_task(self._synthesize(attempt, piece, priority, key)))
         await asyncio.wait({task})
         if not task.cancelled() and isinstance(error := task.exception(), EngineError):
             if error.code == CAP_REACHED:
@@ -117,18 +131,28 @@ class SpeechStage(Stage):
             self._apologise(attempt)
             self.push(ReplyDone(attempt, TurnStatus.FAILED))
 
-    async def _synthesize(self, attempt: Attempt, piece: SpokenPiece, priority: Priority) -> None:
+    def _heard_audio(self, attempt: Attempt, piece: SpokenPiece, audio: SynthesizedAudio) -> None:
+        if not attempt.answer_ready:
+            attempt.answer_ready = True
+            self.push(Mark(attempt, "tts_first_audio", self._clock()))
+        piece.synthesized_ms += audio.duration_ms
+        self.push(SpeechAudio(attempt, piece, audio))
+
+    async def _synthesize(
+        self, attempt: Attempt, piece: SpokenPiece, priority: Priority, key: Key | None = None
+    ) -> None:
         control = attempt.call("tts")
         synthesized_ms = 0
+        chunks: list[SynthesizedAudio] = []
         try:
             with work_scope(priority), call_scope(control):
                 async for audio in self._tts.synthesize(piece.text, self.voice):
-                    if not attempt.answer_ready:
-                        attempt.answer_ready = True
-                        self.push(Mark(attempt, "tts_first_audio", self._clock()))
-                    piece.synthesized_ms += audio.duration_ms
+                    self._heard_audio(attempt, piece, audio)
                     synthesized_ms += audio.duration_ms
-                    self.push(SpeechAudio(attempt, piece, audio))
+                    chunks.append(audio)
+            # Kept only when whole and from the engine the key names (not a fallback's voice).
+            if key is not None and self._stock is not None and control.served_by in (None, self._tts.info):
+                self._stock.keep(key, tuple(chunks))
         finally:
             engine = control.served_by or self._tts.info
             self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_CHARS, len(piece.text), engine))
