@@ -120,6 +120,7 @@ class SpeechStage(Stage):
     async def _synthesize(self, attempt: Attempt, piece: SpokenPiece, priority: Priority) -> None:
         control = attempt.call("tts")
         synthesized_ms = 0
+        refused = False
         try:
             with work_scope(priority), call_scope(control):
                 async for audio in self._tts.synthesize(piece.text, self.voice):
@@ -129,7 +130,11 @@ class SpeechStage(Stage):
                     piece.synthesized_ms += audio.duration_ms
                     synthesized_ms += audio.duration_ms
                     self.push(SpeechAudio(attempt, piece, audio))
+        except EngineError as exc:
+            refused = exc.code == CAP_REACHED
+            raise
         finally:
-            engine = control.served_by or self._tts.info
-            self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_CHARS, len(piece.text), engine))
-            self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_AUDIO_MS, synthesized_ms, engine))
+            if not refused:  # a refused call was never sent to the engine: nothing to meter
+                engine = control.served_by or self._tts.info
+                self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_CHARS, len(piece.text), engine))
+                self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_AUDIO_MS, synthesized_ms, engine))
