@@ -120,4 +120,6 @@ class BudgetPolicy(BaseModel):
 FILLERS = ("Hmm, let's see.", "Let me think.", "Right, let's see.")
 APOLOGY = "Sorry, I'm having trouble answering right now. Could you ask me again?"
 # Said (from audio made at start-up) and shown when the session's usage cap stops a turn.
-CAP_NOTICE = "We've reached this session's limit, so I can't answer any more right now. Please ask your teacher."
+# Said at any cap (the session's, the student's, the classroom's or a key's): which one is in the
+# client's usage.cap_reached event.
+CAP_NOTICE = "We've reached the usage limit, so I can't answer any more right now. Please ask your teacher."

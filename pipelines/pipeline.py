@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from models.base import LanguageModel, SpeechToText, TextToSpeech, TurnCompletion, VoiceActivityDetector
 from pipelines.agent import TutorAgent
 from pipelines.allowance import AllowanceStage, capped
+from pipelines.caps import CapKind
 from pipelines.config import PipelineConfig
 from pipelines.control import Mark, Out
 from pipelines.fillers import FillerCache
@@ -39,6 +40,7 @@ from pipelines.frames import (
     UpdateSettings,
 )
 from pipelines.processor import Broadcast, Stage
+from pipelines.quota import Quota
 from pipelines.stages.budget_watch import BudgetWatch
 from pipelines.stages.endpointing import EndpointingStage
 from pipelines.stages.gate import SpeculationGate
@@ -113,6 +115,7 @@ class Pipeline:
         *,
         session_id: str = "",
         clock: Callable[[], float] = time.monotonic,
+        quotas: Mapping[CapKind, Sequence[Quota]] | None = None,
     ) -> None:
         self.engines = engines
         self.config = config = config or PipelineConfig()
@@ -121,7 +124,9 @@ class Pipeline:
         self.turns = Turns(lambda frame: self._broadcast(frame), clock)
         turn = config.turn
         # A capped session sees the shared engines through its allowance, which every call asks.
-        self._allowance = AllowanceStage(config.caps) if config.caps.any else None
+        # `quotas`: the caps it shares with other sessions (its student's, classroom's, keys').
+        shared = any(quotas.values()) if quotas else False
+        self._allowance = AllowanceStage(config.caps, quotas) if config.caps.any or shared else None
         if self._allowance is not None:
             engines = capped(engines, self._allowance)
         self._transcription = TranscriptionStage(engines.stt, self.turns, clock, prefill=turn.prefill)
@@ -129,7 +134,9 @@ class Pipeline:
             engines.llm, agent, self.turns, clock, speculative=turn.speculative_reply, lesson_plans=config.lesson_plans
         )
         self._speech = SpeechStage(engines.tts, agent.persona.voice, engines.fillers, clock, engines.stock)
-        self._metering = MeteringStage(session_id)
+        self._metering = MeteringStage(
+            session_id, allowances=self._allowance.allowances if self._allowance is not None else None
+        )
         chain: list[Stage] = [
             EndpointingStage(
                 engines.vad,
@@ -211,6 +218,8 @@ class Pipeline:
         self._closed = True
         for stage in self._stages:
             await stage.stop()
+        if self._allowance is not None:
+            self._allowance.release_all()  # nothing more will be reported: other sessions get it back
 
     def _sink_failed(self) -> None:
         self._closed = True

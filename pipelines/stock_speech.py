@@ -17,7 +17,9 @@ from models.base import EngineInfo, SynthesizedAudio, VoiceSettings
 MAX_LINES = 256  # about 25 MB of 22 kHz audio at ~2 s a line
 MAX_CHARS = 160  # a longer line is rarely said again word for word
 
-Key = tuple[str, str, str | None, float, str]
+# (provider, model, school key, voice, rate, text): a line made on one school's key is never
+# heard free by another school's students.
+Key = tuple[str, str, str | None, str | None, float, str]
 
 
 class StockSpeech:
@@ -26,8 +28,8 @@ class StockSpeech:
         self._max_lines = max_lines
 
     @staticmethod
-    def key(engine: EngineInfo, voice: VoiceSettings, text: str) -> Key:
-        return (engine.provider, engine.model, voice.voice, voice.rate, text)
+    def key(engine: EngineInfo, voice: VoiceSettings, text: str, key_id: str | None = None) -> Key:
+        return (engine.provider, engine.model, key_id, voice.voice, voice.rate, text)
 
     def get(self, key: Key) -> tuple[SynthesizedAudio, ...] | None:
         audio = self._lines.get(key)

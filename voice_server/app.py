@@ -26,10 +26,11 @@ from voice_server import __version__
 from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.auth import routes as auth_routes
 from voice_server.auth.guard import Authenticator, AuthError, check_open_mode, require, require_metrics_reader
-from voice_server.auth.tokens import Role
+from voice_server.auth.tokens import Claims, Role
 from voice_server.auth.websocket import admit_websocket
 from voice_server.engines import EngineHub
 from voice_server.ledger.api import router as usage_router
+from voice_server.ledger.caps import SharedCaps, attribution_of
 from voice_server.ledger.writer import UsageLedger
 from voice_server.loop_monitor import watch_loop_lag
 from voice_server.metrics import VoiceMetrics
@@ -65,7 +66,10 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         database, instance=storage.instance, flush_interval_s=storage.flush_interval_s,
         max_pending=storage.max_pending,
     )
-    webrtc = WebRtcManager(settings, hub, metrics, admission, ledger=ledger)
+    prices = settings.billing.load_prices()
+    # Caps per student, classroom and key, shared by their sessions in this process.
+    shared_caps = SharedCaps(settings.billing, prices, ledger)
+    webrtc = WebRtcManager(settings, hub, metrics, admission, ledger=ledger, shared_caps=shared_caps)
     schema = protocol_schema()
 
     @contextlib.asynccontextmanager
@@ -106,10 +110,12 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.admission = admission
     app.state.ledger = ledger
     app.state.database = database
-    app.state.prices = settings.billing.load_prices()
+    app.state.prices = prices
+    app.state.shared_caps = shared_caps
 
     # Who may call what (the module docstring); refusals in the server's usual error shape.
-    any_role = [Depends(require())]
+    anyone = require()
+    any_role = [Depends(anyone)]
     admin_only = [Depends(require(Role.ADMIN))]
 
     @app.exception_handler(AuthError)
@@ -144,7 +150,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         return [{"id": p.id, "name": p.name, "subject": p.subject} for p in PERSONAS.values()]
 
     @app.post("/v1/webrtc/offer", tags=["webrtc"], dependencies=any_role)
-    async def webrtc_offer(request: Request) -> JSONResponse:
+    async def webrtc_offer(request: Request, claims: Claims = Depends(anyone)) -> JSONResponse:
         limit = settings.webrtc.max_sdp_bytes + 1024
         if int(request.headers.get("content-length") or 0) > limit:
             return _http_error(400, "sdp_too_large", f"The offer is larger than {limit} bytes.")
@@ -169,16 +175,20 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         if not hub.ready:
             return _http_error(503, "server_not_ready", "Models are still loading; try again shortly.")
         try:
-            peer_id, answer = await webrtc.offer(sdp)
+            peer_id, answer = await webrtc.offer(sdp, None if auth.open else attribution_of(claims))
         except ServerBusy:
             return _http_error(503, "server_busy", "Too many sessions; try again later.")
         return JSONResponse({"type": "answer", "sdp": answer, "peer_id": peer_id})
 
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
-        if await admit_websocket(websocket, auth, bind_host=settings.host) is None:
+        claims = await admit_websocket(websocket, auth, bind_host=settings.host)
+        if claims is None:
             return
-        await serve_websocket(websocket, settings, hub, admission, metrics, ledger=ledger)
+        who = None if auth.open else attribution_of(claims)  # open mode: nobody signed in
+        await serve_websocket(
+            websocket, settings, hub, admission, metrics, ledger=ledger, who=who, shared_caps=shared_caps
+        )
 
     app.include_router(usage_router, dependencies=admin_only)
     app.include_router(auth_routes.router)

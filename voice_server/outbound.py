@@ -63,6 +63,11 @@ def _turn_done(frame: TurnDone, _: Context) -> dict[str, Any]:
     }
 
 
+def _usage_updated(frame: UsageUpdated) -> dict[str, Any]:
+    allowances = [dataclasses.asdict(a) | {"remaining": a.remaining} for a in frame.allowances]
+    return {"usage": dataclasses.asdict(frame.usage), "allowances": allowances}
+
+
 TABLE: dict[type, Rule] = {
     SpeechStarted: Rule(protocol.SpeechStartedMsg),
     SpeechStopped: Rule(protocol.SpeechStoppedMsg),
@@ -79,7 +84,7 @@ TABLE: dict[type, Rule] = {
     SafetyFlag: Rule(protocol.SafetyFlagMsg),
     TurnDone: Rule(protocol.TurnDoneMsg, _turn_done),
     PipelineError: Rule(protocol.ErrorMsg),
-    UsageUpdated: Rule(protocol.UsageUpdatedMsg, lambda frame, _: {"usage": dataclasses.asdict(frame.usage)}),
+    UsageUpdated: Rule(protocol.UsageUpdatedMsg, lambda frame, _: _usage_updated(frame)),
     CapReached: Rule(protocol.UsageCapReachedMsg),
 }
 

@@ -336,23 +336,49 @@ class SessionEndedMsg(_Message):
     usage: Usage
 
 
+CapScope = Literal["session", "student", "classroom", "key"]
+CapPeriod = Literal["session", "day", "month", "total"]
+CapKindName = Literal["stt", "llm", "tts"]
+CapUnit = Literal["audio_ms", "tokens", "chars", "minor_units"]
+
+
+class AllowanceMsg(_Message):
+    """One cap that applies to this session: the session's own, or one it shares with every
+    session of its student, its classroom or a school key, per UTC day, month or in total."""
+
+    scope: CapScope
+    kind: CapKindName | None = Field(description="The engine kind capped; null for a cost cap (all kinds)")
+    unit: CapUnit = Field(description="minor_units: a cost cap, in the currency's minor unit (cents)")
+    limit: int = Field(ge=0)
+    used: int = Field(ge=0, description="Used in the period, by every session of the scope")
+    remaining: int = Field(ge=0)
+    period: CapPeriod
+    currency: str | None = Field(None, description="ISO 4217, for a cost cap")
+
+
 class UsageUpdatedMsg(_Message):
-    """The session's running usage, sent after each turn (the same units the ledger bills)."""
+    """The session's running usage, sent after each turn (the same units the ledger bills), and
+    what is left of each cap that applies to the session (none when it is not capped)."""
 
     type: Literal["usage.updated"] = "usage.updated"
     usage: Usage
+    allowances: list[AllowanceMsg] = Field(default_factory=list)
 
 
 class UsageCapReachedMsg(_Message):
-    """A call to an engine was not made: the session's cap for that kind is reached. Sent once
-    per kind; the turn then ends with status `cap_reached` and a spoken and written notice.
-    Typed text that needs no engine of that kind still works."""
+    """A call to an engine was not made: a cap for that kind is reached. `scope` says whose: the
+    session's own, or the student's, classroom's or school key's for the `period`. Sent once per
+    scope, kind and unit; the turn then ends with status `cap_reached` and a spoken and written
+    notice. Typed text that needs no engine of that kind still works."""
 
     type: Literal["usage.cap_reached"] = "usage.cap_reached"
-    kind: Literal["stt", "llm", "tts"]
-    unit: Literal["audio_ms", "tokens", "chars"]
+    kind: CapKindName
+    unit: CapUnit
     limit: int = Field(ge=0)
     used: int = Field(ge=0)
+    scope: CapScope = "session"
+    period: CapPeriod = "session"
+    currency: str | None = Field(None, description="ISO 4217, for a cost cap")
 
 
 class ErrorMsg(_Message):

@@ -20,13 +20,17 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from pipelines.agent import TutorAgent
+from pipelines.caps import CapKind
 from pipelines.audio import PIPELINE_SAMPLE_RATE, SUPPORTED_INPUT_RATES, PcmResampler
 from pipelines.frames import Interrupted, PipelineEvent, ReplyAudio
 from pipelines.personas import PERSONAS, Persona
 from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.pipeline import Pipeline
+from pipelines.quota import Quota
 from voice_server import __version__, outbound, protocol
 from voice_server.engines import EngineHub
+from voice_server.ledger.caps import SharedCaps, with_engine_keys
+from voice_server.ledger.records import Attribution
 from voice_server.ledger.writer import UsageLedger
 from voice_server.protocol import ErrorCode, ProtocolError
 from voice_server.settings import Settings
@@ -66,6 +70,8 @@ class ProtocolSession:
         fixed_input_rate: int | None = None,
         fixed_output_rate: int | None = None,
         ledger: UsageLedger | None = None,
+        who: Attribution | None = None,
+        shared_caps: SharedCaps | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -76,6 +82,10 @@ class ProtocolSession:
         self._clear_audio = clear_audio
         self._on_started = on_started
         self._ledger = ledger  # durable usage, written as each turn runs
+        # Whose usage this is (opaque ids from the access token; None in open mode), and the caps
+        # it shares with the student's, the classroom's and the keys' other sessions.
+        self._who = who or Attribution()
+        self._shared_caps = shared_caps
         # Set by transports that own the audio format (WebRTC): session.start cannot change it.
         self._fixed_input_rate = fixed_input_rate
         self._fixed_output_rate = fixed_output_rate
@@ -224,8 +234,14 @@ class ProtocolSession:
         self._in_resampler = PcmResampler(in_rate, PIPELINE_SAMPLE_RATE)
         self._out_resampler = None
         self._outbound = outbound.Context(out_rate=out_rate)
+        self._who = with_engine_keys(self._who, engines)
+        quotas = await self._open_shared_caps()
+        if self.ended:
+            return  # the connection went while the ledger was read
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
-        self.pipeline = Pipeline(engines, agent, self._on_event, config, session_id=self.session_id)
+        self.pipeline = Pipeline(
+            engines, agent, self._on_event, config, session_id=self.session_id, quotas=quotas
+        )
         log.info("session %s started persona=%s in_rate=%d", self.session_id, persona.id, in_rate)
         await self._send(
             protocol.SessionStarted(
@@ -238,6 +254,19 @@ class ProtocolSession:
         )
         if self._on_started is not None:
             self._on_started()
+
+    async def _open_shared_caps(self) -> dict[CapKind, list[Quota]] | None:
+        if self._shared_caps is None or not self._shared_caps.any:
+            return None
+        try:
+            return await self._shared_caps.for_session(self._who)
+        except Exception:
+            # Fail closed: a cap that cannot be checked is not a cap.
+            log.exception("could not read the usage the caps start from")
+            raise ProtocolError(
+                "server_not_ready",
+                "Usage records cannot be read right now, so no session can start; try again shortly.",
+            ) from None
 
     def _pipeline_config(self, start: protocol.SessionStart) -> PipelineConfig:
         """The session's pipeline settings: the server's, with what session.start overrides.
@@ -277,7 +306,7 @@ class ProtocolSession:
 
     async def _on_event(self, event: PipelineEvent) -> None:
         if self._ledger is not None:
-            self._ledger.observe(self.session_id, event)  # buffers only; never waits
+            self._ledger.observe(self.session_id, event, self._who)  # buffers only; never waits
         if isinstance(event, ReplyAudio):
             if self._observe is not None:
                 self._observe(event)

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from models.registry import EngineOptionsError, spec_by_key, spec_for
 from pipelines.allowance import UsageCaps
+from pipelines.quota import ScopeCaps
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
@@ -165,6 +166,11 @@ class BillingSettings(BaseModel):
     price_table: Path | None = None
     # Per session, in the ledger's units; a call that would go over is never made.
     session_caps: UsageCaps = UsageCaps()
+    # Shared by every session of one student (any signed-in subject), one classroom, one school
+    # key, per period, in units or cost (pipelines/quota.py; README "Caps").
+    student_caps: ScopeCaps = ScopeCaps()
+    classroom_caps: ScopeCaps = ScopeCaps()
+    key_caps: ScopeCaps = ScopeCaps()
 
     @field_validator("price_table")
     @classmethod
@@ -176,6 +182,17 @@ class BillingSettings(BaseModel):
             except (OSError, tomllib.TOMLDecodeError, ValidationError) as exc:
                 raise ValueError(f"cannot use the price table {path}: {exc}") from None
         return path
+
+    @model_validator(mode="after")
+    def _cost_caps_need_prices(self) -> BillingSettings:
+        for scope in ("student", "classroom", "key"):
+            if getattr(self, f"{scope}_caps").cost_minor is not None and self.price_table is None:
+                raise ValueError(
+                    f"CONVERGIO_BILLING__{scope.upper()}_CAPS__COST_MINOR is a cap in cost, which needs "
+                    "a price table: set CONVERGIO_BILLING__PRICE_TABLE "
+                    "(format: voice_server/ledger/prices.py)"
+                )
+        return self
 
     def load_prices(self) -> PriceTable | None:
         return None if self.price_table is None else PriceTable.load(self.price_table)

@@ -18,6 +18,8 @@ const ui = {
   signin: $("signin"), signinHeading: $("signin-heading"), joinForm: $("join-form"), joinCode: $("join-code"),
   accountForm: $("account-form"), username: $("username"), password: $("password"),
   sessionPanel: $("session-panel"), conversationPanel: $("conversation-panel"),
+  usage: $("usage"), usageTotals: $("usage-totals"), usageAllowances: $("usage-allowances"),
+  usageNotice: $("usage-notice"),
 };
 
 const STATUS = {
@@ -276,11 +278,57 @@ function silence() {
   send({ type: "response.cancel" });
 }
 
+// ------------------------------------------------------------------------------ usage
+const KIND_TEXT = { stt: "listening to speech", llm: "answers", tts: "the tutor's voice" };
+const SCOPE_TEXT = { session: "This session's", student: "Your", classroom: "Your class's", key: "Your school's" };
+const PERIOD_TEXT = { session: "", day: " for today", month: " for this month", total: "" };
+const UNIT_TEXT = { audio_ms: "seconds of speech", tokens: "tokens", chars: "characters" };
+
+function amount(value, unit, currency) {
+  if (unit === "minor_units") {
+    if (!currency) return `${value.toLocaleString()} minor currency units`;
+    const format = new Intl.NumberFormat(undefined, { style: "currency", currency });
+    const digits = format.resolvedOptions().maximumFractionDigits;
+    return format.format(value / 10 ** digits);
+  }
+  if (unit === "audio_ms") return `${(value / 1000).toFixed(1)} ${UNIT_TEXT[unit]}`;
+  return `${value.toLocaleString()} ${UNIT_TEXT[unit] || unit}`;
+}
+
+function capName(scope, kind, unit, period) {
+  const what = unit === "minor_units" ? "spending limit" : `limit for ${KIND_TEXT[kind] || kind}`;
+  return `${SCOPE_TEXT[scope] || "The"} ${what}${PERIOD_TEXT[period] || ""}`;
+}
+
+function showUsage(usage, allowances) {
+  const heard = usage.stt_audio_ms + usage.stt_partial_audio_ms;
+  const tokens = usage.llm_prompt_tokens + usage.llm_completion_tokens;
+  ui.usageTotals.textContent = `This session: ${amount(heard, "audio_ms")} transcribed, ` +
+    `${amount(tokens, "tokens")} of answers, ${amount(usage.tts_chars, "chars")} spoken.`;
+  ui.usageAllowances.replaceChildren();
+  for (const cap of allowances || []) {
+    const item = document.createElement("li");
+    item.textContent = `${capName(cap.scope, cap.kind, cap.unit, cap.period)}: ` +
+      `${amount(cap.remaining, cap.unit, cap.currency)} left of ${amount(cap.limit, cap.unit, cap.currency)}.`;
+    ui.usageAllowances.append(item);
+  }
+  ui.usageAllowances.hidden = !ui.usageAllowances.children.length;
+  ui.usage.hidden = false;
+}
+
+function showCapReached(message) {
+  // Polite: the tutor also says so; this must not cut off what a screen reader is reading.
+  ui.usageNotice.textContent = `${capName(message.scope, message.kind, message.unit, message.period)} ` +
+    "is reached, so the tutor cannot do that any more right now. Please ask your teacher.";
+}
+
 // ------------------------------------------------------------------------------ events
 function onMessage(message) {
   switch (message.type) {
     case "session.started":
       state.tutorName = message.persona.name;
+      ui.usage.hidden = true;
+      ui.usageNotice.textContent = "";
       setPhase("listening");
       if (Number(ui.rate.value) !== 1) send({ type: "session.update", voice_rate: Number(ui.rate.value) });
       break;
@@ -317,7 +365,18 @@ function onMessage(message) {
       }
       if (state.phase === "speaking") setPhase("listening");
       break;
+    case "usage.updated":
+      showUsage(message.usage, message.allowances);
+      break;
+    case "usage.cap_reached":
+      showCapReached(message);
+      break;
     case "error":
+      if (message.code === "cap_reached" && !message.fatal) {
+        // Said once, politely, by usage.cap_reached; no alert on every turn that meets the cap.
+        if (!ui.usageNotice.textContent) ui.usageNotice.textContent = message.message;
+        break;
+      }
       showError(message.message);
       if (message.fatal) stop(message.message);
       break;

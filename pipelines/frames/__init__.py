@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pipelines.frames.base import DataFrame, Frame, SystemFrame
 from pipelines.frames.events import (
+    Allowance,
     BudgetMiss,
     CapReached,
     Interrupted,
@@ -98,6 +99,7 @@ PipelineEvent = (
 )
 
 __all__ = [
+    "Allowance",
     "DataFrame",
     "Frame",
     "SystemFrame",

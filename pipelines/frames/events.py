@@ -128,20 +128,44 @@ class TurnUsage:
 
 @dataclass(frozen=True, slots=True)
 class CapReached(SystemFrame):
-    """A call was not made because the session's cap for that engine kind is reached (sent once
-    per kind). `used` is what the session had used when the call was refused."""
+    """A call was not made because a cap for that engine kind is reached (sent once per scope,
+    kind and unit). `used` is what the scope had used (calls in flight included) when the call
+    was refused: the session's own use for a session cap, the student's, classroom's or key's
+    in the period for theirs."""
 
     kind: str  # "stt" | "llm" | "tts"
-    unit: str  # "audio_ms" | "tokens" | "chars"
+    unit: str  # "audio_ms" | "tokens" | "chars" | "minor_units" (a cost cap)
     limit: int
     used: int
+    scope: str = "session"  # "session" | "student" | "classroom" | "key"
+    period: str = "session"  # "session" | "day" | "month" | "total"
+    currency: str | None = None  # a cost cap's currency
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """One cap that applies to the session and what is left of it (calls in flight not counted)."""
+
+    scope: str  # "session" | "student" | "classroom" | "key"
+    kind: str | None  # "stt" | "llm" | "tts"; None for a cost cap, which covers every kind
+    unit: str  # "audio_ms" | "tokens" | "chars" | "minor_units"
+    limit: int
+    used: int
+    period: str  # "session" | "day" | "month" | "total"
+    currency: str | None = None
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
 
 
 @dataclass(frozen=True, slots=True)
 class UsageUpdated(SystemFrame):
-    """The session's running usage, after each turn: live figures for the client."""
+    """The session's running usage, after each turn: live figures for the client, with what is
+    left of every cap that applies."""
 
     usage: TurnUsage
+    allowances: tuple[Allowance, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,11 +12,13 @@ from __future__ import annotations
 import copy
 import itertools
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipelines.budgets import STAGE_MARKS
 from pipelines.control import AttemptDiscarded, AttemptEnded, Mark, Out, Usage
 from pipelines.frames import (
+    Allowance,
     BudgetMiss,
     LatencyMetric,
     SystemFrame,
@@ -54,9 +56,12 @@ class _TurnBook:
 class MeteringStage(Stage):
     name = "metering"
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(
+        self, session_id: str, *, allowances: Callable[[], tuple[Allowance, ...]] | None = None
+    ) -> None:
         super().__init__()
         self.session_id = session_id
+        self._allowances = allowances  # what is left of the caps that apply, for usage.updated
         self.session_total = TurnUsage()
         self._marks: dict[Attempt, dict[str, float]] = {}
         self._usage: dict[Attempt, TurnUsage] = {}
@@ -146,7 +151,8 @@ class MeteringStage(Stage):
             tuple(attempt.safety),
         )
         self.push(Out(attempt, done))
-        self.push(UsageUpdated(copy.deepcopy(self.session_total)))  # live figures for the client
+        left = self._allowances() if self._allowances is not None else ()
+        self.push(UsageUpdated(copy.deepcopy(self.session_total), left))  # live figures for the client
 
     def latency(self, attempt: Attempt) -> dict[str, int]:
         marks = self.marks(attempt)

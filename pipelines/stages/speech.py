@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from models.base import EngineError, SynthesizedAudio, TextToSpeech, VoiceSettings, call_scope
 from models.scheduling import Priority, Urgency, work_scope
-from pipelines.allowance import CAP_REACHED
+from pipelines.allowance import CAP_REACHED, key_id_of
 from pipelines.budgets import CAP_NOTICE
 from pipelines.control import (
     CachedAudio,
@@ -103,8 +103,10 @@ class SpeechStage(Stage):
     async def _speak(self, attempt: Attempt, text: str, *, vetted: bool = False) -> None:
         piece = SpokenPiece(text)
         attempt.pieces.append(piece)
-        key = StockSpeech.key(self._tts.info, self.voice, text) if vetted and self._stock is not None else None
-        kept = self._stock.get(key) if key is not None and self._stock is not None else None
+        key = kept = None
+        if vetted and self._stock is not None:
+            key = StockSpeech.key(self._tts.info, self.voice, text, key_id_of(self._tts))
+            kept = self._stock.get(key)
         if kept is not None:
             # No engine call, so nothing to meter: the student hears the line at once.
             for audio in kept:
@@ -144,6 +146,7 @@ class SpeechStage(Stage):
         control = attempt.call("tts")
         synthesized_ms = 0
         chunks: list[SynthesizedAudio] = []
+        refused = False
         try:
             with work_scope(priority), call_scope(control):
                 async for audio in self._tts.synthesize(piece.text, self.voice):
@@ -153,7 +156,11 @@ class SpeechStage(Stage):
             # Kept only when whole and from the engine the key names (not a fallback's voice).
             if key is not None and self._stock is not None and control.served_by in (None, self._tts.info):
                 self._stock.keep(key, tuple(chunks))
+        except EngineError as exc:
+            refused = exc.code == CAP_REACHED
+            raise
         finally:
-            engine = control.served_by or self._tts.info
-            self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_CHARS, len(piece.text), engine))
-            self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_AUDIO_MS, synthesized_ms, engine))
+            if not refused:  # a refused call was never sent to the engine: nothing to meter
+                engine = control.served_by or self._tts.info
+                self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_CHARS, len(piece.text), engine))
+                self.push(Usage(attempt.turn_id, attempt, UsageKind.TTS_AUDIO_MS, synthesized_ms, engine))

@@ -79,7 +79,7 @@ async def _inbound_audio_bytes(page) -> int:
 
 
 async def test_a_student_talks_to_the_tutor_in_the_browser_and_every_state_is_accessible(
-    server, browser_page, spoken_clip
+    server, browser_page, spoken_clip, server_message_validator
 ):
     page = browser_page
     await page.goto(server.signin_url())
@@ -113,6 +113,12 @@ async def test_a_student_talks_to_the_tutor_in_the_browser_and_every_state_is_ac
     assert await _inbound_audio_bytes(page) > 4000, "no reply audio arrived over WebRTC"
     # Each turn's latency is shown, discreetly, once the turn is done.
     await page.wait_for_function("document.getElementById('latency').textContent !== ''", timeout=60_000)
+    # So is the session's usage (usage.updated after the turn), not in a live region.
+    await page.wait_for_selector("#usage:not([hidden])", timeout=30_000)
+    assert "This session:" in await page.text_content("#usage-totals")
+    assert await page.get_attribute("#usage", "aria-live") is None
+    await _axe(page, "usage shown")
+    await _shared_cap_reached(page, server_message_validator)
 
     # Errors are announced with role=alert, and that state is accessible too.
     await page.click("#end")
@@ -129,6 +135,35 @@ async def test_a_student_talks_to_the_tutor_in_the_browser_and_every_state_is_ac
     await _phase(page, "error", 15)
     assert "Too many sessions" in await page.text_content("[role=alert]")
     await _axe(page, "error")
+
+
+async def _shared_cap_reached(page, validator) -> None:
+    """What a capped student sees. This server has no caps, so the two events are handed to the
+    page's own channel handler exactly as a capped server sends them (checked against the schema
+    the server publishes); tests/session and tests/storage show the server sending them."""
+    usage = {"stt_audio_ms": 2100, "stt_partial_audio_ms": 0, "llm_prompt_tokens": 180,
+             "llm_completion_tokens": 24, "tts_chars": 60, "tts_audio_ms": 3900, "providers": {}}
+    events = [
+        {"type": "usage.updated", "usage": usage, "allowances": [
+            {"scope": "student", "kind": "llm", "unit": "tokens", "limit": 20000, "used": 19990,
+             "remaining": 10, "period": "day"},
+            {"scope": "classroom", "kind": None, "unit": "minor_units", "limit": 500, "used": 125,
+             "remaining": 375, "period": "month", "currency": "EUR"},
+        ]},
+        {"type": "usage.cap_reached", "kind": "llm", "unit": "tokens", "limit": 20000, "used": 19990,
+         "scope": "student", "period": "day"},
+    ]
+    for event in events:
+        assert not list(validator.iter_errors(event)), event
+        await page.evaluate("e => window.convergio.channel.onmessage({data: JSON.stringify(e)})", event)
+    items = await page.locator("#usage-allowances li").all_text_contents()
+    assert items[0].startswith("Your limit for answers for today: 10 tokens left of 20,000"), items
+    assert "left of" in items[1] and "spending limit" in items[1], items
+    notice = page.locator("#usage-notice")
+    assert await notice.get_attribute("aria-live") == "polite"
+    assert "Your limit for answers for today is reached" in await notice.text_content()
+    assert await page.text_content("[role=alert]") == ""  # polite, not an alert
+    await _axe(page, "cap reached")
 
 
 async def _tab_to(page, element_id: str, limit: int = 40) -> None:

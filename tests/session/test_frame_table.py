@@ -7,6 +7,7 @@ import typing
 
 from pipelines import frames
 from pipelines.frames import (
+    Allowance,
     BudgetMiss,
     CapReached,
     Interrupted,
@@ -58,6 +59,16 @@ SAMPLES = [
     UsageUpdated(TurnUsage(stt_audio_ms=900, llm_prompt_tokens=40, providers={"stt": "faster-whisper/tiny.en"})),
     CapReached("llm", "tokens", 2000, 1987),
 ]
+# Further shapes of the same frames: shared caps, in units and in cost.
+VARIANTS = [
+    UsageUpdated(
+        TurnUsage(llm_prompt_tokens=40),
+        (Allowance("session", "llm", "tokens", 2000, 40, "session"),
+         Allowance("student", None, "minor_units", 500, 620, "day", "EUR")),
+    ),
+    CapReached("tts", "minor_units", 500, 498, "classroom", "month", "EUR"),
+    CapReached("stt", "audio_ms", 60_000, 59_100, "key", "total"),
+]
 
 
 def test_every_frame_but_audio_and_metrics_has_one_rule():
@@ -68,7 +79,7 @@ def test_every_frame_but_audio_and_metrics_has_one_rule():
 
 
 def test_every_rule_gives_a_message_of_the_published_schema():
-    for frame in SAMPLES:
+    for frame in SAMPLES + VARIANTS:
         message = outbound.to_message(frame, CONTEXT).model_dump(mode="json")
         errors = list(SERVER_MESSAGES.iter_errors(message))
         assert not errors, f"{type(frame).__name__}: {errors[0].message}"
@@ -86,3 +97,13 @@ def test_derived_fields():
 
 def test_audio_is_not_a_message():
     assert outbound.to_message(ReplyAudio("turn-1", b"\0\0", 16_000), CONTEXT) is None
+
+
+def test_shared_caps_say_whose_cap_and_what_is_left():
+    updated = outbound.to_message(VARIANTS[0], CONTEXT).model_dump(mode="json")
+    assert [(a["scope"], a["remaining"]) for a in updated["allowances"]] == [("session", 1960), ("student", 0)]
+    reached = outbound.to_message(VARIANTS[1], CONTEXT).model_dump(mode="json")
+    assert (reached["scope"], reached["period"], reached["currency"]) == ("classroom", "month", "EUR")
+    # A session cap, as before shared caps: the same message, now naming its scope.
+    plain = outbound.to_message(SAMPLES[-1], CONTEXT).model_dump(mode="json")
+    assert (plain["scope"], plain["period"], plain["currency"]) == ("session", "session", None)

@@ -119,6 +119,7 @@ async def test_at_the_tts_cap_the_reply_is_shown_not_synthesised_and_the_notice_
     done = await _turn(pipeline, events, "What is two plus two?")
     assert done.status == "cap_reached"
     assert engines.tts.calls == 0  # "Four is the answer." is 19 characters: never sent
+    assert pipeline.usage_total.tts_chars == 0  # ... so never metered either
     assert [e.kind for e in events if isinstance(e, CapReached)] == ["tts"]
     assert any(isinstance(e, ReplyAudio) for e in events)  # the notice, made at start-up
     await pipeline.aclose()

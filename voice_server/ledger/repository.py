@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,6 +44,10 @@ async def write(
             "model": r.key.model,
             "amount": r.amount,
             "speculative": r.speculative,
+            # Whose use it is: written with the row, never changed (a session's are all the same).
+            "student_id": r.student_id,
+            "classroom_id": r.classroom_id,
+            "key_id": r.key_id,
             "recorded_at": now,
             "updated_at": now,
         }
@@ -130,6 +134,23 @@ async def totals_between(engine: AsyncEngine, start: datetime, end: datetime) ->
     start, end = (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC) for t in (start, end))
     c = usage_records.c
     return await _totals(engine, c.recorded_at >= start, c.recorded_at < end)
+
+
+ScopeColumn = Literal["student_id", "classroom_id", "key_id"]
+
+
+async def scope_totals(
+    engine: AsyncEngine, column: ScopeColumn, owner: str, since: datetime | None
+) -> list[UsageTotal]:
+    """One student's, classroom's or key's use first recorded since `since` (None: ever), per kind,
+    provider and model: what a shared cap starts its period from. Bounded by `recorded_at`'s
+    index for a day or a month; all time reads every row of the owner."""
+    c = usage_records.c
+    where = [c[column] == owner]
+    if since is not None:
+        since = since.replace(tzinfo=UTC) if since.tzinfo is None else since.astimezone(UTC)
+        where.append(c.recorded_at >= since)
+    return await _totals(engine, *where)
 
 
 async def session_turns(engine: AsyncEngine, session_id: str) -> dict[str, TurnState]:

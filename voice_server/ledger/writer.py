@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pipelines.frames import PipelineEvent, TurnDone, UsageMetric
 from voice_server.ledger import repository
-from voice_server.ledger.records import TurnState, UsageKey, UsageRecord, merged_state
+from voice_server.ledger.records import NOBODY, Attribution, TurnState, UsageKey, UsageRecord, merged_state
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,13 @@ class UsageLedger:
 
     # ------------------------------------------------------------------- the sessions' side
 
-    def observe(self, session_id: str | None, event: PipelineEvent) -> None:
-        """Every pipeline event of a session passes here; usage and turn ends are kept."""
+    def observe(
+        self, session_id: str | None, event: PipelineEvent, attribution: Attribution = NOBODY
+    ) -> None:
+        """Every pipeline event of a session passes here; usage (as `attribution`'s) and turn
+        ends are kept."""
         if isinstance(event, UsageMetric):
-            self.record(UsageRecord.from_metric(event))
+            self.record(UsageRecord.from_metric(event, attribution))
         elif isinstance(event, TurnDone) and session_id is not None:
             self._set_turn(session_id, event.turn_id, TurnState.DONE)
 

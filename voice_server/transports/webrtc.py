@@ -24,6 +24,8 @@ from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from voice_server.admission import Admission, Slot
 from voice_server.engines import EngineHub
+from voice_server.ledger.caps import SharedCaps
+from voice_server.ledger.records import Attribution
 from voice_server.ledger.writer import UsageLedger
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import EndReason
@@ -131,7 +133,7 @@ class ServerBusy(Exception):
 class WebRtcPeer:
     """One browser (or other WebRTC client): a peer connection, its session, its tasks."""
 
-    def __init__(self, manager: WebRtcManager, slot: Slot) -> None:
+    def __init__(self, manager: WebRtcManager, slot: Slot, who: Attribution | None = None) -> None:
         self.id = f"peer_{uuid.uuid4().hex[:12]}"
         self.manager = manager
         self.slot = slot
@@ -144,6 +146,8 @@ class WebRtcPeer:
             self._send_bytes,
             observe=manager.metrics.observe,
             ledger=manager.ledger,
+            who=who,
+            shared_caps=manager.shared_caps,
             clear_audio=self.out_track.clear,
             on_started=slot.session_started,
             fixed_input_rate=16_000,
@@ -256,18 +260,21 @@ class WebRtcManager:
         admission: Admission,
         *,
         ledger: UsageLedger | None = None,
+        shared_caps: SharedCaps | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
         self.metrics = metrics
         self.admission = admission
         self.ledger = ledger
+        self.shared_caps = shared_caps
         self.peers: dict[str, WebRtcPeer] = {}
         if settings.webrtc.host_addresses:
             use_host_addresses(settings.webrtc.host_addresses)
 
-    async def offer(self, sdp: str) -> tuple[str, str]:
-        """Answer an offer with a new peer. Raises ServerBusy when no session slot is free."""
+    async def offer(self, sdp: str, who: Attribution | None = None) -> tuple[str, str]:
+        """Answer an offer with a new peer, whose usage is `who`'s. Raises ServerBusy when no
+        session slot is free."""
         peer: WebRtcPeer | None = None
 
         async def on_expired() -> None:
@@ -277,7 +284,7 @@ class WebRtcManager:
         slot = self.admission.admit("webrtc", on_expired=on_expired)
         if slot is None:
             raise ServerBusy
-        peer = WebRtcPeer(self, slot)
+        peer = WebRtcPeer(self, slot, who)
         self.peers[peer.id] = peer
         self.metrics.webrtc_peers.inc()
         try:

@@ -11,6 +11,8 @@ from starlette.websockets import WebSocketState
 
 from voice_server.admission import Admission
 from voice_server.engines import EngineHub
+from voice_server.ledger.caps import SharedCaps
+from voice_server.ledger.records import Attribution
 from voice_server.ledger.writer import UsageLedger
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import EndReason
@@ -31,6 +33,8 @@ async def serve_websocket(
     metrics: VoiceMetrics,
     *,
     ledger: UsageLedger | None = None,
+    who: Attribution | None = None,
+    shared_caps: SharedCaps | None = None,
 ) -> None:
     await websocket.accept()
     send_lock = asyncio.Lock()
@@ -62,7 +66,7 @@ async def serve_websocket(
 
     session = ProtocolSession(
         settings, hub, send_text, send_bytes, observe=metrics.observe, on_started=slot.session_started,
-        ledger=ledger,
+        ledger=ledger, who=who, shared_caps=shared_caps,
     )
     reason: EndReason = "client"
     try:
