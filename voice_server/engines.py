@@ -12,10 +12,11 @@ from models.base import ChatMessage, ModelNotInstalledError, TurnCompletion
 from models.fallback import FallbackHook, fallback_chain
 from models.registry import spec_for
 from pipelines.fillers import FillerCache
-from pipelines.stock_speech import StockSpeech
 from pipelines.pedagogy.checks import warm as warm_lessons
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines
+from pipelines.stock_speech import StockSpeech
+from voice_server.privacy import PrivacyRefused
 from voice_server.settings import KINDS, NO_ENGINE, Settings
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class EngineHub:
         self.engines: Engines | None = None
         self.error: str | None = None
         self._ready = asyncio.Event()
+        self._local_members: dict[str, list[object]] = {}  # kind -> its engines that run here
+        self._local_engines: Engines | None = None
 
     @property
     def ready(self) -> bool:
@@ -81,9 +84,34 @@ class EngineHub:
             say(f"[{step}/5] loading {role}: {spec.description} ...")
             started = time.perf_counter()
             # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
-            engines.append(await asyncio.to_thread(spec.load, e.options_for(name)))
+            engine = await asyncio.to_thread(spec.load, e.options_for(name))
+            engines.append(engine)
+            if getattr(engine, "local", spec.local):
+                self._local_members.setdefault(kind, []).append(engine)
             say(f"[{step}/5] {role} ready in {time.perf_counter() - started:.1f} s")
         return fallback_chain(kind, engines, cooldown_s=e.fallback_cooldown_s, on_fallback=self.on_fallback)
+
+    def engines_for(self, classroom_id: str | None) -> Engines:
+        """The engines a session may use: all of them, or for a classroom held to privacy mode only
+        those that run on this machine (the same loaded instances, chained without the others), so
+        no object in that session's pipeline can send a student's audio or words anywhere."""
+        engines = self.engines
+        if engines is None:
+            raise RuntimeError("engines are not loaded")
+        if classroom_id is None or classroom_id not in self.settings.privacy.classrooms:
+            return engines
+        if self._local_engines is None:
+            e = self.settings.engines
+            chains: dict[str, object] = {}
+            for kind in KINDS:
+                local = self._local_members.get(kind)
+                if not local:  # the configuration is checked for this at start; never guess
+                    raise PrivacyRefused(f"no {kind} engine that runs on this machine is configured")
+                chains[kind] = fallback_chain(
+                    kind, local, cooldown_s=e.fallback_cooldown_s, on_fallback=self.on_fallback
+                )
+            self._local_engines = replace(engines, **chains)  # type: ignore[arg-type]
+        return self._local_engines
 
     async def _load_turn(self, say: Progress) -> TurnCompletion | None:
         """The turn-completion model, or None: without it the turn policy still has Whisper's

@@ -26,11 +26,24 @@ LOCAL_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost", 
 
 
 class PrivacySettings(BaseModel):
-    """Example: CONVERGIO_PRIVACY__MODE=true."""
+    """Example: CONVERGIO_PRIVACY__MODE=true, or for some classrooms only
+    CONVERGIO_PRIVACY__CLASSROOMS='["cls_4f2a", "cls_9b1c"]'."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    mode: bool = False
+    mode: bool = False  # the whole server: only local engines, and no connection leaves it
+    # Classrooms held to privacy mode on a server whose other classrooms may use cloud engines:
+    # their sessions get only the engines that run on this machine (each kind's chain without
+    # the others), so every kind needs a local engine in its chain. The process-wide lock (the
+    # audit hook) belongs to `mode`; a classroom's lock is that its sessions hold no other engine.
+    classrooms: frozenset[str] = frozenset()
+
+    def applies_to(self, classroom_id: str | None) -> bool:
+        return self.mode or (classroom_id is not None and classroom_id in self.classrooms)
+
+
+class PrivacyRefused(RuntimeError):
+    """A session under privacy mode would need an engine that does not run on this machine."""
 
 
 class OutboundRefused(PermissionError):

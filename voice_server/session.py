@@ -217,9 +217,10 @@ class ProtocolSession:
     async def _start_session(self, start: protocol.SessionStart) -> None:
         if self.pipeline is not None:
             raise ProtocolError("session_already_started", "This connection already has a session.")
-        engines = self.hub.engines
-        if not self.hub.ready or engines is None:
+        if not self.hub.ready or self.hub.engines is None:
             raise ProtocolError("server_not_ready", "Models are still loading; try again shortly.")
+        # A classroom held to privacy mode gets only the engines that run on this machine.
+        engines = self.hub.engines_for(self._who.classroom_id)
         persona_id = start.persona or self.settings.default_persona
         persona = PERSONAS.get(persona_id)
         if persona is None:

@@ -251,9 +251,18 @@ class Settings(BaseSettings):
     def _privacy_mode_allows_only_local(self) -> Settings:
         """Refused at configuration, before anything starts: an engine that sends audio or text
         to a service, or an ICE server that learns every peer's address."""
+        engines = self.engines
+        if self.privacy.classrooms and not self.privacy.mode:
+            # Each kind needs an engine that runs here, for the private classrooms' sessions.
+            for kind in KINDS:
+                if not any(spec_for(kind, name).local for name in engines.chain(kind)):
+                    names = ", ".join(engines.chain(kind))
+                    raise ValueError(
+                        f"privacy mode for classrooms needs a {kind} engine that runs on this machine in the "
+                        f"{kind} chain ({names}); add a local fallback, e.g. CONVERGIO_ENGINES__{kind.upper()}_FALLBACK"
+                    )
         if not self.privacy.mode:
             return self
-        engines = self.engines
         chains = [(kind, name) for kind in KINDS for name in engines.chain(kind)]
         if engines.turn != NO_ENGINE:
             chains.append(("turn", engines.turn))

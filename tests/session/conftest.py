@@ -42,6 +42,10 @@ class FakeHub:
         self.engines = engines
         self.ready = ready
 
+    def engines_for(self, classroom_id: str | None) -> Engines:
+        assert self.engines is not None
+        return self.engines
+
 
 def scripted_engines(reply: str = "Four.") -> Engines:
     return Engines(LoudnessVAD(), ScriptedSTT(), ScriptedLLM(reply, token_delay_s=0.001), QuickTTS())
