@@ -3,7 +3,7 @@
 Access (voice_server/auth/): public are /healthz, /readyz, the published specs (/v1/protocol.json,
 /openapi.json, /docs) and the web client's static files; sign-in and link redemption take their own
 credential. Everything else needs a bearer token: personas, the WebRTC offer and the WebSocket
-for every role, /metrics for admins (or the scrape token), usage for admins.
+for every role, /metrics for admins (or the scrape token), usage and revocation for admins.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from voice_server import __version__
 from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.auth import routes as auth_routes
 from voice_server.auth.guard import Authenticator, AuthError, check_open_mode, require, require_metrics_reader
+from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import Role
 from voice_server.auth.websocket import admit_websocket
 from voice_server.engines import EngineHub
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     )
     storage = settings.storage
     database = create_engine(storage.database_url)  # connects on first use, in the lifespan
+    auth.revocations = Revocations(database)
     ledger = UsageLedger(
         database, instance=storage.instance, flush_interval_s=storage.flush_interval_s,
         max_pending=storage.max_pending,
@@ -182,6 +184,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
 
     app.include_router(usage_router, dependencies=admin_only)
     app.include_router(auth_routes.router)
+    app.include_router(auth_routes.admin_router, dependencies=admin_only)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")

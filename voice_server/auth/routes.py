@@ -1,21 +1,26 @@
 """HTTP: sign in (teachers, admins), redeem a student sign-in link, get a WebSocket ticket, make a
-new student sign-in link."""
+new student sign-in link, sign out; for admins, revoke every token of a subject."""
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import BaseModel, Field
 
 from voice_server.auth import accounts
-from voice_server.auth.guard import Authenticator, AuthError, authenticator, require
+from voice_server.auth.guard import OPEN_CLAIMS, Authenticator, AuthError, authenticator, require
 from voice_server.auth.onetime import OneTimeCodes
 from voice_server.auth.tokens import Claims, Role, new_subject
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+# Mounted by the app with the admin-only dependency, like the usage API.
+admin_router = APIRouter(prefix="/api/v1/subjects", tags=["auth"])
 
 
 class ErrorBody(BaseModel):
@@ -54,7 +59,12 @@ class SignInLink(BaseModel):
     expires_in: int = Field(description="seconds")
 
 
-_401 = {401: {"model": ErrorResponse, "description": "missing, expired or forged token"}}
+class Revoked(BaseModel):
+    subject_id: str
+    not_before: datetime = Field(description="every token of the subject issued up to this moment is refused")
+
+
+_401 = {401: {"model": ErrorResponse, "description": "missing, expired, forged or revoked token"}}
 _403 = {403: {"model": ErrorResponse, "description": "this role may not do this"}}
 
 
@@ -102,6 +112,16 @@ async def redeem(body: Redeem, request: Request) -> AccessToken:
     return _token(auth, role, new_subject("stu"))
 
 
+@router.post("/sign-out", status_code=204, response_class=Response, responses=_401)
+async def sign_out(request: Request, claims: Annotated[Claims, Depends(require())]) -> Response:
+    """Revoke the token this request was sent with (on every replica); others of the same subject
+    stay valid. A session already running is not cut."""
+    auth = authenticator(request)
+    if claims is not OPEN_CLAIMS and auth.revocations is not None:
+        await auth.revocations.revoke_token(claims)
+    return Response(status_code=204)
+
+
 @router.post("/ws-ticket", response_model=Ticket, responses=_401)
 async def ws_ticket(
     request: Request, claims: Annotated[Claims, Depends(require())]
@@ -119,3 +139,17 @@ async def signin_link(
     auth = authenticator(request)
     code = _issue(auth.signin_codes, Role.STUDENT)
     return SignInLink(code=code, path=f"/#signin={code}", expires_in=int(auth.signin_codes.ttl_s))
+
+
+@admin_router.post("/{subject_id}/revoke", response_model=Revoked, responses=_401 | _403)
+async def revoke_subject(
+    request: Request, subject_id: Annotated[str, Path(min_length=1, max_length=64)]
+) -> Revoked:
+    """Admins: refuse every token issued so far to this subject (stu_..., tch_..., adm_...), on
+    every replica. New sign-ins work; sessions already running are not cut."""
+    auth = authenticator(request)
+    if auth.revocations is None:
+        raise AuthError(503, "no_database", "Revocation needs the server's database.")
+    not_before = await auth.revocations.revoke_subject(subject_id)
+    log.info("revoked every token of %s issued up to %s", subject_id, not_before.isoformat())
+    return Revoked(subject_id=subject_id, not_before=not_before)
