@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         response = _http_error(exc.status, exc.code, exc.message)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(exc.headers)
         return response
 
     @app.get("/healthz", tags=["ops"], openapi_extra=_PUBLIC)

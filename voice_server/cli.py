@@ -116,6 +116,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # faster-whisper logs every call at INFO; keep the server log about sessions, not inference.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: usernames, password hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     server: uvicorn.Server | None = None
 
     def announce() -> None:

@@ -204,6 +204,10 @@ class AuthSettings(BaseModel):
     allowed_origins: list[str] = []
     # Lets Prometheus read /metrics without an admin token (sent as "Authorization: Bearer ...").
     metrics_token: SecretStr | None = Field(None, min_length=16)
+    # Failed password sign-ins or code redemptions per client address, and per username, within
+    # the window before further tries get 429 (voice_server/auth/ratelimit.py).
+    max_sign_in_failures: int = Field(5, ge=1, le=1000)
+    sign_in_failure_window_s: int = Field(900, ge=1, le=24 * 3600)
 
 
 class Settings(BaseSettings):

@@ -16,6 +16,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from voice_server.auth.onetime import OneTimeCodes
+from voice_server.auth.ratelimit import FailureLimiter
 from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import ALL_ROLES, Claims, InvalidToken, Role, TokenIssuer
 from voice_server.settings import AuthSettings
@@ -33,11 +34,13 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bear
 
 
 class AuthError(Exception):
-    """Rendered as the server's usual error body: 401 (who are you?) or 403 (not allowed)."""
+    """Rendered as the server's usual error body: 401 (who are you?), 403 (not allowed), 429 (too
+    many failed tries; `headers` then has Retry-After)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 def is_loopback(host: str) -> bool:
@@ -68,18 +71,22 @@ OPEN_CLAIMS = Claims("local", Role.ADMIN, None, datetime.max.replace(tzinfo=UTC)
 
 @dataclass
 class Authenticator:
-    """The server's auth state: the token issuer, its one-time codes and (once the app has a
-    database) the revoked tokens."""
+    """The server's auth state: the token issuer, its one-time codes, the count of failed
+    sign-ins and (once the app has a database) the revoked tokens."""
 
     settings: AuthSettings
     issuer: TokenIssuer
     signin_codes: OneTimeCodes[Role] = field(init=False)
     ws_tickets: OneTimeCodes[Claims] = field(init=False)
+    sign_in_failures: FailureLimiter = field(init=False)
     revocations: Revocations | None = None
 
     def __post_init__(self) -> None:
         self.signin_codes = OneTimeCodes(self.settings.signin_code_ttl_s)
         self.ws_tickets = OneTimeCodes(self.settings.ws_ticket_ttl_s)
+        self.sign_in_failures = FailureLimiter(
+            self.settings.max_sign_in_failures, self.settings.sign_in_failure_window_s
+        )
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> Authenticator:
