@@ -3,7 +3,8 @@
 Access (voice_server/auth/): public are /healthz, /readyz, the published specs (/v1/protocol.json,
 /openapi.json, /docs) and the web client's static files; sign-in and link redemption take their own
 credential. Everything else needs a bearer token: personas, the WebRTC offer and the WebSocket
-for every role, /metrics for admins (or the scrape token), usage and revocation for admins.
+for every role, /metrics for admins (or the scrape token), usage, provider keys and revocation
+for admins.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import Role
 from voice_server.auth.websocket import admit_websocket
 from voice_server.engines import EngineHub
+from voice_server.keys.resolver import ProviderKeys
+from voice_server.keys.routes import router as keys_router
+from voice_server.keys.vault import server_secrets
 from voice_server.ledger.api import router as usage_router
 from voice_server.ledger.writer import UsageLedger
 from voice_server.loop_monitor import watch_loop_lag
@@ -109,6 +113,10 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.ledger = ledger
     app.state.database = database
     app.state.prices = settings.billing.load_prices()
+    app.state.keys = ProviderKeys(
+        database, lambda: server_secrets(settings.secrets, storage.data_dir),
+        privacy_mode=settings.privacy.mode,
+    )
 
     # Who may call what (the module docstring); refusals in the server's usual error shape.
     any_role = [Depends(require())]
@@ -186,6 +194,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.include_router(usage_router, dependencies=admin_only)
     app.include_router(auth_routes.router)
     app.include_router(auth_routes.admin_router, dependencies=admin_only)
+    app.include_router(keys_router, dependencies=admin_only)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")

@@ -9,7 +9,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -210,6 +210,29 @@ class AuthSettings(BaseModel):
     sign_in_failure_window_s: int = Field(900, ge=1, le=24 * 3600)
 
 
+class SecretsSettings(BaseModel):
+    """The server secret that encrypts the provider keys a school brings (voice_server/keys/).
+
+    Example: CONVERGIO_SECRETS__KEY=<at least 32 random characters>; to rotate, put the new one
+    there, the old one in CONVERGIO_SECRETS__PREVIOUS_KEYS='["<old>"]', restart, then run
+    `convergio-voice keys rotate`.
+    """
+
+    # Encrypts every key stored from now on. Unset: one is made on first use and kept in the data
+    # directory (`secrets-key`, mode 0600); several replicas must share one configured secret.
+    key: SecretStr | None = Field(None, min_length=32)
+    # Still decrypt, never encrypt: keys stored before the last change of `key`.
+    previous_keys: list[Annotated[SecretStr, Field(min_length=32)]] = []
+
+    @model_validator(mode="after")
+    def _previous_need_a_current(self) -> SecretsSettings:
+        if self.previous_keys and self.key is None:
+            raise ValueError(
+                "CONVERGIO_SECRETS__PREVIOUS_KEYS needs CONVERGIO_SECRETS__KEY (the newest secret)"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CONVERGIO_", env_nested_delimiter="__")
 
@@ -232,6 +255,7 @@ class Settings(BaseSettings):
     billing: BillingSettings = BillingSettings()
     auth: AuthSettings = AuthSettings()
     privacy: PrivacySettings = PrivacySettings()
+    secrets: SecretsSettings = SecretsSettings()
     log_level: str = "info"
 
     @model_validator(mode="after")

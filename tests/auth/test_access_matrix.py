@@ -56,6 +56,17 @@ ENDPOINTS = [
         "POST", "/api/v1/subjects/stu_someone/revoke", frozenset({ADMIN}),
         route="/api/v1/subjects/{subject_id}/revoke",
     ),
+    Endpoint(
+        "POST", "/api/v1/keys", frozenset({ADMIN}),
+        {"provider": "azure-speech", "label": "matrix", "secret": "matrix-test-key-0123456789"},
+    ),
+    Endpoint("GET", "/api/v1/keys", frozenset({ADMIN})),
+    # Allowed means the key is looked for: there is none (404).
+    Endpoint(
+        "PUT", "/api/v1/keys/key_x/secret", frozenset({ADMIN}), {"secret": "matrix-test-key-0123456789"},
+        route="/api/v1/keys/{key_id}/secret",
+    ),
+    Endpoint("DELETE", "/api/v1/keys/key_x", frozenset({ADMIN}), route="/api/v1/keys/{key_id}"),
 ]
 PUBLIC = {"/healthz", "/readyz", "/v1/protocol.json", "/openapi.json", "/docs", "/docs/oauth2-redirect",
           "/redoc", "/v1/auth/sign-in", "/v1/auth/redeem"}
