@@ -3,7 +3,8 @@
 Access (voice_server/auth/): public are /healthz, /readyz, the published specs (/v1/protocol.json,
 /openapi.json, /docs) and the web client's static files; sign-in and link redemption take their own
 credential. Everything else needs a bearer token: personas, the WebRTC offer and the WebSocket
-for every role, /metrics for admins (or the scrape token), usage for admins.
+for every role, /metrics for admins (or the scrape token), usage, provider keys and revocation
+for admins.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from voice_server import __version__
 from voice_server.admission import SESSION_START_TIMEOUT_S, Admission
 from voice_server.auth import routes as auth_routes
 from voice_server.auth.guard import Authenticator, AuthError, check_open_mode, require, require_metrics_reader
+from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import Claims, Role
 from voice_server.auth.websocket import admit_websocket
 from voice_server.engines import EngineHub
+from voice_server.keys.resolver import ProviderKeys
+from voice_server.keys.routes import router as keys_router
+from voice_server.keys.vault import server_secrets
 from voice_server.ledger.api import router as usage_router
 from voice_server.ledger.caps import SharedCaps, attribution_of
 from voice_server.ledger.writer import UsageLedger
@@ -62,6 +67,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     )
     storage = settings.storage
     database = create_engine(storage.database_url)  # connects on first use, in the lifespan
+    auth.revocations = Revocations(database)
     ledger = UsageLedger(
         database, instance=storage.instance, flush_interval_s=storage.flush_interval_s,
         max_pending=storage.max_pending,
@@ -112,6 +118,10 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.database = database
     app.state.prices = prices
     app.state.shared_caps = shared_caps
+    app.state.keys = ProviderKeys(
+        database, lambda: server_secrets(settings.secrets, storage.data_dir),
+        privacy_mode=settings.privacy.mode,
+    )
 
     # Who may call what (the module docstring); refusals in the server's usual error shape.
     anyone = require()
@@ -123,6 +133,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         response = _http_error(exc.status, exc.code, exc.message)
         if exc.status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(exc.headers)
         return response
 
     @app.get("/healthz", tags=["ops"], openapi_extra=_PUBLIC)
@@ -192,6 +203,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
 
     app.include_router(usage_router, dependencies=admin_only)
     app.include_router(auth_routes.router)
+    app.include_router(auth_routes.admin_router, dependencies=admin_only)
+    app.include_router(keys_router, dependencies=admin_only)
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")

@@ -1,4 +1,4 @@
-"""`convergio-voice serve`, `doctor`, `db upgrade|current|settle` and `admin create`."""
+"""`convergio-voice serve`, `doctor`, `db upgrade|current|settle`, `admin create` and `keys rotate`."""
 
 from __future__ import annotations
 
@@ -116,6 +116,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     # faster-whisper logs every call at INFO; keep the server log about sessions, not inference.
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    # aiosqlite logs every statement with its parameters at DEBUG: usernames, password hashes.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
     server: uvicorn.Server | None = None
 
     def announce() -> None:
@@ -257,6 +259,41 @@ def _admin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys(args: argparse.Namespace) -> int:
+    """Re-encrypt every stored provider key under the newest server secret."""
+    from voice_server.keys import store, vault
+
+    try:
+        settings = settings_from_args(argparse.Namespace())
+        data_dir, configured = settings.storage.data_dir, settings.secrets.key is not None
+        if args.new_secret:
+            if configured:
+                raise ValueError(
+                    "--new-secret replaces the secret kept in the data directory; with "
+                    "CONVERGIO_SECRETS__KEY set, put the new secret there and the old one in "
+                    "CONVERGIO_SECRETS__PREVIOUS_KEYS"
+                )
+            vault.add_kept_secret(data_dir)
+        box = vault.SecretBox(vault.server_secrets(settings.secrets, data_dir))
+
+        async def rotate(engine: Any) -> int:
+            await migrate.ensure_schema(engine)
+            return await store.reencrypt_all(engine, box)
+
+        count = _on_database(settings, rotate)
+    except (
+        SettingsError, DatabaseUnavailable, migrate.SchemaError, vault.WrongServerSecret, ValueError
+    ) as exc:
+        print(f"convergio-voice: {exc}", file=sys.stderr)
+        return 2
+    if not configured:
+        vault.keep_only_newest(data_dir)  # every key is readable under the newest alone now
+    print(f"re-encrypted {count} provider key(s) under the newest server secret")
+    if configured and settings.secrets.previous_keys:
+        print("no stored key needs CONVERGIO_SECRETS__PREVIOUS_KEYS any more: remove it and restart")
+    return 0
+
+
 def _doctor(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(argparse.Namespace())
@@ -340,6 +377,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="read the password from the first line of stdin instead of prompting",
     )
     admin.set_defaults(func=_admin)
+    keys = sub.add_parser("keys", help="provider keys a school brings, encrypted under the server secret")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser(
+        "rotate",
+        help="re-encrypt every stored key under the newest server secret (CONVERGIO_SECRETS__KEY, "
+        "with the old one in CONVERGIO_SECRETS__PREVIOUS_KEYS)",
+    )
+    rotate.add_argument(
+        "--new-secret", action="store_true",
+        help="when no secret is configured: make a new one in the data directory first (stop the server)",
+    )
+    keys.set_defaults(func=_keys)
     return parser
 
 

@@ -9,7 +9,7 @@ import os
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -221,6 +221,33 @@ class AuthSettings(BaseModel):
     allowed_origins: list[str] = []
     # Lets Prometheus read /metrics without an admin token (sent as "Authorization: Bearer ...").
     metrics_token: SecretStr | None = Field(None, min_length=16)
+    # Failed password sign-ins or code redemptions per client address, and per username, within
+    # the window before further tries get 429 (voice_server/auth/ratelimit.py).
+    max_sign_in_failures: int = Field(5, ge=1, le=1000)
+    sign_in_failure_window_s: int = Field(900, ge=1, le=24 * 3600)
+
+
+class SecretsSettings(BaseModel):
+    """The server secret that encrypts the provider keys a school brings (voice_server/keys/).
+
+    Example: CONVERGIO_SECRETS__KEY=<at least 32 random characters>; to rotate, put the new one
+    there, the old one in CONVERGIO_SECRETS__PREVIOUS_KEYS='["<old>"]', restart, then run
+    `convergio-voice keys rotate`.
+    """
+
+    # Encrypts every key stored from now on. Unset: one is made on first use and kept in the data
+    # directory (`secrets-key`, mode 0600); several replicas must share one configured secret.
+    key: SecretStr | None = Field(None, min_length=32)
+    # Still decrypt, never encrypt: keys stored before the last change of `key`.
+    previous_keys: list[Annotated[SecretStr, Field(min_length=32)]] = []
+
+    @model_validator(mode="after")
+    def _previous_need_a_current(self) -> SecretsSettings:
+        if self.previous_keys and self.key is None:
+            raise ValueError(
+                "CONVERGIO_SECRETS__PREVIOUS_KEYS needs CONVERGIO_SECRETS__KEY (the newest secret)"
+            )
+        return self
 
 
 class Settings(BaseSettings):
@@ -245,6 +272,7 @@ class Settings(BaseSettings):
     billing: BillingSettings = BillingSettings()
     auth: AuthSettings = AuthSettings()
     privacy: PrivacySettings = PrivacySettings()
+    secrets: SecretsSettings = SecretsSettings()
     log_level: str = "info"
 
     @model_validator(mode="after")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -23,9 +25,9 @@ async def _no_models() -> None:
     """Models are not what these tests are about."""
 
 
-def make_app(tmp_path: Path, **auth: object) -> FastAPI:
+def make_app(tmp_path: Path, *, database_url: str | None = None, **auth: object) -> FastAPI:
     settings = Settings(
-        storage={"data_dir": tmp_path},  # type: ignore[arg-type]
+        storage={"data_dir": tmp_path, "url": database_url},  # type: ignore[arg-type]
         auth={"secret": SECRET, "metrics_token": METRICS_TOKEN, **auth},  # type: ignore[arg-type]
     )
     app = create_app(settings)
@@ -38,8 +40,14 @@ class AuthApp:
     app: FastAPI
     http: TestClient
 
-    def token(self, role: Role, *, ttl_s: int = 600, secret: str = SECRET) -> str:
-        return TokenIssuer(secret, ttl_s=ttl_s).mint(role, f"test_{role.value}")
+    def token(
+        self, role: Role, *, ttl_s: int = 600, secret: str = SECRET, subject: str | None = None,
+        now: datetime | None = None,
+    ) -> str:
+        return TokenIssuer(secret, ttl_s=ttl_s).mint(role, subject or f"test_{role.value}", now=now)
+
+    def bearer(self, role: Role, **kwargs: Any) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.token(role, **kwargs)}"}
 
 
 @pytest.fixture

@@ -51,6 +51,22 @@ ENDPOINTS = [
         "GET", "/api/v1/usage/sessions/sess_x", frozenset({ADMIN}),
         route="/api/v1/usage/sessions/{session_id}",
     ),
+    Endpoint("POST", "/v1/auth/sign-out", EVERYONE),
+    Endpoint(
+        "POST", "/api/v1/subjects/stu_someone/revoke", frozenset({ADMIN}),
+        route="/api/v1/subjects/{subject_id}/revoke",
+    ),
+    Endpoint(
+        "POST", "/api/v1/keys", frozenset({ADMIN}),
+        {"provider": "azure-speech", "label": "matrix", "secret": "matrix-test-key-0123456789"},
+    ),
+    Endpoint("GET", "/api/v1/keys", frozenset({ADMIN})),
+    # Allowed means the key is looked for: there is none (404).
+    Endpoint(
+        "PUT", "/api/v1/keys/key_x/secret", frozenset({ADMIN}), {"secret": "matrix-test-key-0123456789"},
+        route="/api/v1/keys/{key_id}/secret",
+    ),
+    Endpoint("DELETE", "/api/v1/keys/key_x", frozenset({ADMIN}), route="/api/v1/keys/{key_id}"),
 ]
 PUBLIC = {"/healthz", "/readyz", "/v1/protocol.json", "/openapi.json", "/docs", "/docs/oauth2-redirect",
           "/redoc", "/v1/auth/sign-in", "/v1/auth/redeem"}
@@ -102,6 +118,24 @@ def test_a_bad_or_missing_token_is_refused_everywhere(auth_app: AuthApp, endpoin
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["error"]["code"] in {"unauthenticated", "invalid_token"}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)
+@pytest.mark.parametrize("how", ["signed out", "subject revoked"])
+def test_a_revoked_token_is_refused_everywhere(auth_app: AuthApp, endpoint: Endpoint, how: str):
+    # Every endpoint admits an admin, so a refusal here is the revocation's.
+    token = auth_app.token(ADMIN, subject="adm_revoked")
+    if how == "signed out":
+        signed_out = auth_app.http.post("/v1/auth/sign-out", headers={"authorization": f"Bearer {token}"})
+        assert signed_out.status_code == 204
+    else:
+        revoke = auth_app.http.post("/api/v1/subjects/adm_revoked/revoke", headers=auth_app.bearer(ADMIN))
+        assert revoke.status_code == 200
+    response = _call(auth_app, endpoint, f"Bearer {token}")
+    assert response.status_code == 401
+    assert response.json()["error"] == {
+        "code": "invalid_token", "message": "Sign in again: the token was revoked."
+    }
 
 
 def test_metrics_also_take_the_scrape_token_from_configuration(auth_app: AuthApp):
@@ -162,6 +196,13 @@ def test_every_role_may_open_the_websocket_with_a_bearer_header(auth_app: AuthAp
 def test_the_websocket_refuses_a_bad_or_missing_token(auth_app: AuthApp, credential: str):
     authorization = BAD_CREDENTIALS[credential]
     assert not _ws_accepts(auth_app, **({"authorization": authorization} if authorization else {}))
+
+
+def test_the_websocket_refuses_a_revoked_token(auth_app: AuthApp):
+    token = auth_app.token(STUDENT, subject="stu_revoked")
+    signed_out = auth_app.http.post("/v1/auth/sign-out", headers={"authorization": f"Bearer {token}"})
+    assert signed_out.status_code == 204
+    assert not _ws_accepts(auth_app, authorization=f"Bearer {token}")
 
 
 def _ticket(api: AuthApp, role: Role = STUDENT) -> str:

@@ -54,7 +54,10 @@ async def test_an_empty_database_is_migrated_to_the_latest_schema(engine: AsyncE
     assert (await migrate.schema_status(engine)).state is SchemaState.EMPTY
     status = await migrate.ensure_schema(engine)
     assert status.state is SchemaState.CURRENT and status.current == migrate.head_revision()
-    assert {"usage_records", "turn_states", "alembic_version"} <= await _tables(engine)
+    assert {
+        "usage_records", "turn_states", "accounts", "provider_keys", "revoked_tokens", "subject_revocations",
+        "alembic_version",
+    } <= await _tables(engine)
     assert (await migrate.ensure_schema(engine)).state is SchemaState.CURRENT  # again: nothing to do
 
 

@@ -16,6 +16,8 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from voice_server.auth.onetime import OneTimeCodes
+from voice_server.auth.ratelimit import FailureLimiter
+from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import ALL_ROLES, Claims, InvalidToken, Role, TokenIssuer
 from voice_server.settings import AuthSettings
 
@@ -32,11 +34,13 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Security(bear
 
 
 class AuthError(Exception):
-    """Rendered as the server's usual error body: 401 (who are you?) or 403 (not allowed)."""
+    """Rendered as the server's usual error body: 401 (who are you?), 403 (not allowed), 429 (too
+    many failed tries; `headers` then has Retry-After)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 def is_loopback(host: str) -> bool:
@@ -67,16 +71,22 @@ OPEN_CLAIMS = Claims("local", Role.ADMIN, None, datetime.max.replace(tzinfo=UTC)
 
 @dataclass
 class Authenticator:
-    """The server's auth state: the token issuer and its one-time codes."""
+    """The server's auth state: the token issuer, its one-time codes, the count of failed
+    sign-ins and (once the app has a database) the revoked tokens."""
 
     settings: AuthSettings
     issuer: TokenIssuer
     signin_codes: OneTimeCodes[Role] = field(init=False)
     ws_tickets: OneTimeCodes[Claims] = field(init=False)
+    sign_in_failures: FailureLimiter = field(init=False)
+    revocations: Revocations | None = None
 
     def __post_init__(self) -> None:
         self.signin_codes = OneTimeCodes(self.settings.signin_code_ttl_s)
         self.ws_tickets = OneTimeCodes(self.settings.ws_ticket_ttl_s)
+        self.sign_in_failures = FailureLimiter(
+            self.settings.max_sign_in_failures, self.settings.sign_in_failure_window_s
+        )
 
     @classmethod
     def from_settings(cls, settings: AuthSettings) -> Authenticator:
@@ -94,7 +104,9 @@ class Authenticator:
     def open(self) -> bool:
         return self.settings.mode == "open"
 
-    def check(self, token: str | None, roles: frozenset[Role]) -> Claims:
+    async def verify(self, token: str | None, roles: frozenset[Role]) -> Claims:
+        """The claims of a token that is signed, unexpired, not revoked and of one of `roles`;
+        AuthError otherwise (401 before 403: a revoked admin token is refused as revoked)."""
         if self.open:
             return OPEN_CLAIMS
         if not token:
@@ -103,9 +115,14 @@ class Authenticator:
             claims = self.issuer.verify(token)
         except InvalidToken as exc:
             raise AuthError(401, "invalid_token", f"Sign in again: {exc}.") from None
+        await self.check_not_revoked(claims)
         if claims.role not in roles:
             raise AuthError(403, "forbidden", "Your role may not use this.")
         return claims
+
+    async def check_not_revoked(self, claims: Claims) -> None:
+        if self.revocations is not None and await self.revocations.is_revoked(claims):
+            raise AuthError(401, "invalid_token", "Sign in again: the token was revoked.")
 
     def is_metrics_token(self, token: str | None) -> bool:
         expected = self.settings.metrics_token
@@ -124,7 +141,7 @@ def require(*roles: Role) -> Callable[..., Awaitable[Claims]]:
     allowed = frozenset(roles) or ALL_ROLES
 
     async def dependency(request: Request, credentials: BearerCredentials) -> Claims:
-        return authenticator(request).check(credentials.credentials if credentials else None, allowed)
+        return await authenticator(request).verify(credentials.credentials if credentials else None, allowed)
 
     return dependency
 
@@ -135,4 +152,4 @@ async def require_metrics_reader(request: Request, credentials: BearerCredential
     token = credentials.credentials if credentials else None
     if auth.is_metrics_token(token):
         return
-    auth.check(token, frozenset({Role.ADMIN}))
+    await auth.verify(token, frozenset({Role.ADMIN}))

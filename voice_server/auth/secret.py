@@ -1,5 +1,6 @@
-"""The token signing secret when none is configured: made once, kept in the data directory with
-mode 0600, so a restart keeps the tokens it signed valid."""
+"""A secret the server keeps when none is configured (the token signing secret; the secret that
+encrypts provider keys, voice_server/keys/vault.py): made once, kept in the data directory with
+mode 0600, so a restart keeps the tokens it signed valid and the keys it stored readable."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ log = logging.getLogger(__name__)
 SECRET_FILE = "auth-secret"
 
 
-def load_or_create_secret(data_dir: Path) -> str:
-    path = data_dir / SECRET_FILE
+def load_or_create_secret(data_dir: Path, filename: str = SECRET_FILE, *, what: str = "token signing") -> str:
+    """The secret kept in `data_dir/filename`, made (random, mode 0600) when there is none."""
+    path = data_dir / filename
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         # O_EXCL: two servers starting at once cannot both write (the loser reads the winner's).
@@ -24,7 +26,7 @@ def load_or_create_secret(data_dir: Path) -> str:
         return _read(path)
     with os.fdopen(fd, "w") as file:
         file.write(secrets.token_urlsafe(48))
-    log.info("made a new token signing secret in %s", path)  # the path, never the secret
+    log.info("made a new %s secret in %s", what, path)  # the path, never the secret
     return _read(path)
 
 

@@ -35,6 +35,8 @@ class Claims:
     classroom: str | None
     expires_at: datetime
     token_id: str
+    # When it was signed: an admin's "revoke all" refuses the subject's tokens issued up to a moment.
+    issued_at: datetime | None = None
 
 
 class InvalidToken(Exception):
@@ -98,6 +100,7 @@ class TokenIssuer:
             classroom=classroom,
             expires_at=datetime.fromtimestamp(payload["exp"], UTC),
             token_id=str(payload["jti"]),
+            issued_at=datetime.fromtimestamp(payload["iat"], UTC),
         )
 
 

@@ -60,14 +60,14 @@ async def admit_websocket(websocket: WebSocket, auth: Authenticator, *, bind_hos
     if auth.open:
         return OPEN_CLAIMS
     try:
-        return _credentials(websocket, auth)
+        return await _credentials(websocket, auth)
     except AuthError as exc:
         log.info("websocket refused: %s", exc.code)  # the reason, never the credential
         await websocket.close(code=CLOSE_POLICY_VIOLATION)
         return None
 
 
-def _credentials(websocket: WebSocket, auth: Authenticator) -> Claims:
+async def _credentials(websocket: WebSocket, auth: Authenticator) -> Claims:
     params = websocket.query_params
     if "token" in params or "access_token" in params:
         raise AuthError(401, "token_in_url", "Send a one-time ticket in the URL, never an access token.")
@@ -75,7 +75,9 @@ def _credentials(websocket: WebSocket, auth: Authenticator) -> Claims:
         claims = auth.ws_tickets.redeem(ticket)
         if claims is None:
             raise AuthError(401, "invalid_ticket", "The ticket is unknown, used or expired.")
+        # The token it was traded for may have been revoked in the seconds since.
+        await auth.check_not_revoked(claims)
         return claims
     header = websocket.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
-    return auth.check(token.strip() if scheme.lower() == "bearer" else None, ALL_ROLES)
+    return await auth.verify(token.strip() if scheme.lower() == "bearer" else None, ALL_ROLES)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
 )
 
 metadata = MetaData(
@@ -83,4 +84,49 @@ accounts = Table(
     PrimaryKeyConstraint("id"),
     CheckConstraint(f"role IN {ACCOUNT_ROLES!r}", name="known_role"),
     Index(None, "username", unique=True),
+)
+
+KEY_PROVIDERS = ("azure-speech", "azure-openai", "openai-compatible")
+
+# Provider keys a school brings (voice_server/keys/). The secret is stored only as a Fernet token
+# under the server secret; `fingerprint` (its last characters) lets an admin tell keys apart.
+provider_keys = Table(
+    "provider_keys",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("provider", String(32), nullable=False),
+    Column("label", String(100), nullable=False),
+    Column("classroom_id", String(64), nullable=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("fingerprint", String(8), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # When the school last replaced the secret (null: never since it was created).
+    Column("rotated_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint(f"provider IN {KEY_PROVIDERS!r}", name="known_provider"),
+    Index(None, "classroom_id"),
+)
+
+# Access tokens revoked one by one (sign-out). A row is needed only until the token would have
+# expired anyway: `expires_at` lets old rows be purged.
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("jti", String(64), nullable=False),
+    Column("subject", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("jti"),
+    Index(None, "expires_at"),
+)
+
+# Every token of a subject issued up to `not_before` is refused (an admin's "revoke all").
+# After `expires_at` (not_before plus the longest token lifetime) no such token is left.
+subject_revocations = Table(
+    "subject_revocations",
+    metadata,
+    Column("subject", String(64), nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("subject"),
+    Index(None, "expires_at"),
 )
