@@ -303,3 +303,28 @@ async def test_the_background_writer_retries_until_the_database_is_back(
         assert "units stay buffered" in caplog.text
     finally:
         await ledger.aclose()
+
+
+async def test_a_write_whose_caller_is_cancelled_still_completes_and_the_next_one_follows_it(
+    ledger: UsageLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A session's task cancelled at shutdown mid-write: cut off inside its transaction, the
+    # connection could keep SQLite's write lock and the server's last write would fail.
+    started, release = asyncio.Event(), asyncio.Event()
+    real_write = repository.write
+
+    async def slow(*args: Any, **kwargs: Any) -> None:
+        started.set()
+        await release.wait()
+        await real_write(*args, **kwargs)
+
+    monkeypatch.setattr(repository, "write", slow)
+    for record in one_turn():
+        ledger.observe("sess_a", record)
+    caller = asyncio.create_task(ledger.flush())
+    await started.wait()
+    caller.cancel()
+    ledger.observe("sess_a", metric(13))  # reported while the cancelled write is still running
+    release.set()
+    await ledger.aclose()  # waits for that write, then writes the rest
+    assert await totals(ledger.engine) == {**EXPECTED_TURN, ("llm_completion_tokens", "llama-cpp"): 13}

@@ -45,6 +45,7 @@ class UsageLedger:
         self._live: dict[str, dict[str, TurnState]] = {}
         self._dirty = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None  # the batch being written, if any
         self._task: asyncio.Task[None] | None = None
         self._warned = False
         self.settled_at_start = 0
@@ -132,20 +133,32 @@ class UsageLedger:
                 delay = self._interval
 
     async def flush(self) -> None:
-        """Write everything buffered now. On failure the batch goes back and the error is raised."""
+        """Write everything buffered now. On failure the batch goes back and the error is raised.
+
+        A caller cancelled meanwhile (a session's task at shutdown) does not cancel the write: a
+        transaction cut off mid-statement can leave its connection holding SQLite's write lock,
+        and every later write would then wait out the busy timeout and fail. The next flush
+        waits for it instead."""
         async with self._write_lock:
+            if self._writing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._writing)
             self._dirty.clear()
             records, self._records = self._records, {}
             turns, self._turns = self._turns, {}
             if not records and not turns:
                 return
-            try:
-                await repository.write(self.engine, records.values(), turns, instance=self.instance)
-            except BaseException:
-                self._restore(records, turns)
-                raise
-            if len(self._records) <= self._max_pending:
-                self._warned = False
+            self._writing = asyncio.ensure_future(self._write(records, turns))
+            await asyncio.shield(self._writing)
+
+    async def _write(self, records: dict[UsageKey, UsageRecord], turns: dict[TurnKey, TurnState]) -> None:
+        try:
+            await repository.write(self.engine, records.values(), turns, instance=self.instance)
+        except BaseException:
+            self._restore(records, turns)
+            raise
+        if len(self._records) <= self._max_pending:
+            self._warned = False
 
     def _restore(self, records: dict[UsageKey, UsageRecord], turns: dict[TurnKey, TurnState]) -> None:
         for key, record in records.items():
