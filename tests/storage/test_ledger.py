@@ -313,10 +313,13 @@ async def test_a_write_whose_caller_is_cancelled_still_completes_and_the_next_on
     started, release = asyncio.Event(), asyncio.Event()
     real_write = repository.write
 
+    finished: list[bool] = []
+
     async def slow(*args: Any, **kwargs: Any) -> None:
         started.set()
-        await release.wait()
+        await release.wait()  # "inside the transaction": a cancel arriving here must not cut it off
         await real_write(*args, **kwargs)
+        finished.append(True)
 
     monkeypatch.setattr(repository, "write", slow)
     for record in one_turn():
@@ -327,4 +330,5 @@ async def test_a_write_whose_caller_is_cancelled_still_completes_and_the_next_on
     ledger.observe("sess_a", metric(13))  # reported while the cancelled write is still running
     release.set()
     await ledger.aclose()  # waits for that write, then writes the rest
+    assert finished == [True, True]  # the cancelled caller's write ran to its end, then the last one
     assert await totals(ledger.engine) == {**EXPECTED_TURN, ("llm_completion_tokens", "llama-cpp"): 13}
