@@ -115,7 +115,10 @@ def _subtract(x: int, y: int, total: Fraction) -> list[Step]:
                 "Count back to zero first, then keep counting into the minus numbers.",
             )
         ]
-    if y < 10 or x - y < 10:
+    tens, ones = y - y % 10, y % 10
+    # Close numbers are counted up; so is a difference equal to the tens taken away, which
+    # "take away twenty" would already say.
+    if y < 10 or x - y < 10 or x - y == tens:
         return [
             Step(
                 f"How many do you count up from {_word(y)} to reach {_word(x)}?",
@@ -123,7 +126,6 @@ def _subtract(x: int, y: int, total: Fraction) -> list[Step]:
                 f"Start at {_word(y)} and count up to {_word(x)} on your fingers.",
             )
         ]
-    tens, ones = y - y % 10, y % 10
     first = x - tens
     if not ones:
         return [
@@ -236,13 +238,13 @@ def _divide(x: int, y: int, total: Fraction) -> list[Step]:
                 f"Count up in {_plural(y)} until the next one would go past {_word(x)}.",
             )
         ]
-    return [
-        Step(
-            f"How many {_plural(y)} make {_word(x)}?",
-            total,
-            f"Count up in {_plural(y)}: {_word(y)}, {_word(2 * y)}, {_word(3 * y)}, and keep going until you reach {_word(x)}.",
-        )
-    ]
+    multiples = (y, 2 * y, 3 * y)
+    if total in multiples:  # "two, four, six" would already say that eight has four twos
+        hint = f"Count up in {_plural(y)} from {_word(y)} until you reach {_word(x)}, and keep track of how many you said."
+    else:
+        listed = ", ".join(_word(m) for m in multiples)
+        hint = f"Count up in {_plural(y)}: {listed}, and keep going until you reach {_word(x)}."
+    return [Step(f"How many {_plural(y)} make {_word(x)}?", total, hint)]
 
 
 def _fraction_steps(expression: Expression) -> list[Step]:

@@ -6,8 +6,6 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from pipelines.pedagogy.arithmetic import steps
 from pipelines.pedagogy.numbers import Expression, find_sum, last_number, mentions, say, spoken_forms
@@ -72,23 +70,23 @@ def test_an_answer_is_found_in_words_or_digits_but_not_inside_a_bigger_number():
     assert not mentions("There are 540 of them", Fraction(54))
 
 
-small = st.integers(min_value=0, max_value=99)
-ops = st.sampled_from(["+", "-", "*", "/"])
-
-
-@given(ops, small, st.integers(min_value=1, max_value=99))
-def test_every_sum_is_worked_out_in_steps_that_end_at_its_answer_and_never_tell_it(op, a, b):
-    expression = Expression(op, Fraction(a), Fraction(b))
-    worked = steps(expression)
-    value = expression.value
-    assert worked and all(step.question.endswith("?") for step in worked)
-    # The last step leads to the answer (for a division with a remainder: the whole part of it).
-    assert worked[-1].answer == (value if value.denominator == 1 else Fraction(a // b))
-    for step in worked:
-        for text in (step.question, step.hint):
-            # Nothing the tutor says gives the final answer away (unless it is a number the sum itself contains).
-            if value not in (Fraction(a), Fraction(b)) and value.denominator == 1:
-                assert not mentions(text, value), (expression, text)
+@pytest.mark.parametrize("op", ["+", "-", "*", "/"])
+def test_every_sum_is_worked_out_in_steps_that_end_at_its_answer_and_never_tell_it(op):
+    # Every sum up to 99 op 99, not a sample: a sampled test found "two, four, six" in the hint
+    # for 8 / 2 only now and then, and "take away ten" for 21 - 11 not at all.
+    for a in range(100):
+        for b in range(1, 100):
+            expression = Expression(op, Fraction(a), Fraction(b))
+            worked = steps(expression)
+            value = expression.value
+            assert worked and all(step.question.endswith("?") for step in worked)
+            # The last step leads to the answer (for a division with a remainder: its whole part).
+            assert worked[-1].answer == (value if value.denominator == 1 else Fraction(a // b))
+            if value in (Fraction(a), Fraction(b)) or value.denominator != 1:
+                continue  # a number the sum itself contains is said anyway
+            for step in worked:
+                for text in (step.question, step.hint):
+                    assert not mentions(text, value), (expression, text)
 
 
 def test_a_times_table_fact_is_reached_from_one_the_child_knows():
