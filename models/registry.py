@@ -5,7 +5,8 @@ engine's options (a pydantic model, the one place their defaults and limits live
 third-party packages only inside functions; the entry names both as "module:Class", so nothing is
 imported until an engine is configured or loaded and a missing optional backend never breaks the
 default stack. `requires` lists the modules it needs and `extra` the pip extra that installs
-them; `local` says it runs on this machine (a privacy mode allows only local engines).
+them; `local` says it runs on this machine (a privacy mode allows only local engines), and
+`locality`, for an engine that calls a server, decides that from its options (the server's host).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class EngineSpec:
     requires: tuple[str, ...] = ()  # importable modules it needs (packages and model files)
     extra: str | None = None  # pip extra of convergio-voice that brings them
     local: bool = True  # runs on this machine; False sends audio or text to a service
+    # "module:function" of its validated options, for engines whose server may be on this machine
+    # or not (a base URL): it then decides `runs_locally` in place of `local`.
+    locality: str | None = None
 
     @property
     def key(self) -> str:
@@ -70,6 +74,13 @@ class EngineSpec:
             else:
                 problems.append(f"option {option!r}: {error['msg']}")
         return f"{self.kind} engine {self.name!r}: " + "; ".join(problems)
+
+    def runs_locally(self, options: Mapping[str, Any] | BaseModel | None = None) -> bool:
+        """Whether this engine, with these options, keeps the student's audio and text on this
+        machine (what privacy mode allows)."""
+        if self.locality is None:
+            return self.local
+        return bool(_resolve(self.locality)(self.validate_options(options)))
 
     def missing(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -156,6 +167,41 @@ _SPECS = (
         "models.echo_llm:EchoOptions",
         "echo: says back the student's words (tests, demos; no model)",
         "",
+    ),
+    EngineSpec(
+        "llm",
+        "openai-compatible",
+        "models.openai_llm:OpenAICompatibleLLM",
+        "models.openai_llm:OpenAICompatibleOptions",
+        "OpenAI-compatible server at base_url (vLLM, llama.cpp)",
+        "pip install openai",
+        requires=("openai",),
+        extra="openai",
+        local=False,  # unless its base URL is on this machine: see `locality`
+        locality="models.openai_llm:runs_locally",
+    ),
+    EngineSpec(
+        "llm",
+        "azure-openai",
+        "models.openai_llm:AzureOpenAILLM",
+        "models.openai_llm:AzureOpenAIOptions",
+        "Azure OpenAI deployment, with a school's key",
+        "pip install openai",
+        requires=("openai",),
+        extra="openai",
+        local=False,
+    ),
+    EngineSpec(
+        "llm",
+        "ollama",
+        "models.ollama_llm:OllamaLLM",
+        "models.ollama_llm:OllamaOptions",
+        "Ollama server at host",
+        "pip install ollama",
+        requires=("ollama",),
+        extra="ollama",
+        local=False,  # unless its host is this machine: see `locality`
+        locality="models.ollama_llm:runs_locally",
     ),
     EngineSpec(
         "tts",

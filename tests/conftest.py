@@ -214,3 +214,14 @@ async def real_engines():
     engines = await hub.load(progress=lambda _: None)
     yield engines
     await hub.aclose()
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory):
+    """llama-cpp-python's own OpenAI-compatible server on the bundled GGUF (one thread), for
+    the openai-compatible and azure-openai engines' tests; stopped at the end of the session."""
+    from tests.llm_servers import start_llama_server
+
+    running = start_llama_server(tmp_path_factory.mktemp("llama-server"))
+    yield running
+    running.stop()

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from models.base import ModelNotInstalledError
-from models.registry import ENGINES
+from models.registry import ENGINES, EngineOptionsError
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
 from voice_server import privacy
@@ -313,16 +313,22 @@ def _doctor(args: argparse.Namespace) -> int:
                     started = time.perf_counter()
                     engine = spec.load(settings.engines.options_for(name))
                     status = f"ok, loads in {time.perf_counter() - started:.1f} s"
+                    if configured and hasattr(engine, "probe"):  # a server: is it reachable?
+                        reachable, said = _probe(engine)
+                        status += said
+                        failures += not reachable
                     del engine
                 else:
                     status = "installed"
+            except EngineOptionsError as exc:  # a server engine nobody configured (doctor --load)
+                status = f"not configured: {exc}"
             except ModelNotInstalledError as exc:
                 status = f"MISSING: {exc}"
                 failures += configured and kind not in OPTIONAL_KINDS  # the pipeline runs without
             except Exception as exc:  # noqa: BLE001
                 status = f"BROKEN: {exc}. Reinstall with: {spec.install}"
                 failures += configured
-            where = "local" if spec.local else "remote"
+            where = "local" if _runs_locally(spec, settings, name) else "remote"
             print(f"{marker} {kind:4} {name:16} {where:6} {spec.description:48} {status}")
     print("\n* = configured engine (or fallback)")
     if failures:
@@ -330,6 +336,29 @@ def _doctor(args: argparse.Namespace) -> int:
         return 1
     print("All configured engines are installed and load.")
     return 0
+
+
+def _probe(engine: Any) -> tuple[bool, str]:
+    """A remote engine's tiny probe call (a one-token completion): its latency, or why not."""
+
+    async def probe() -> float:
+        try:
+            return await engine.probe()
+        finally:
+            await engine.aclose()
+
+    try:
+        seconds = asyncio.run(probe())
+    except Exception as exc:  # noqa: BLE001 - the adapters' EngineError names the failure, never a key
+        return False, f"; UNREACHABLE: {exc}"
+    return True, f", reachable: 1-token probe in {seconds * 1000:.0f} ms"
+
+
+def _runs_locally(spec: Any, settings: Settings, name: str) -> bool:
+    try:
+        return spec.runs_locally(settings.engines.options_for(name))
+    except Exception:  # noqa: BLE001 - options not given (an unconfigured server engine)
+        return spec.local
 
 
 def build_parser() -> argparse.ArgumentParser:

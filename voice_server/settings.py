@@ -106,6 +106,15 @@ class EngineSettings(BaseModel):
                 raise ValueError(f"{exc} (set as {where})") from None
             validated[spec.key] = options.model_dump(include=set(options.model_fields_set))
         self.options = validated
+        # An engine with required options (a server's URL, a model name) that were not given
+        # fails here, at start-up, not at its first call.
+        for kind in KINDS:
+            for name in self.chain(kind):
+                try:
+                    self.options_for(name)
+                except EngineOptionsError as exc:
+                    key = spec_for(kind, name).key.upper()
+                    raise ValueError(f"{exc} (set as CONVERGIO_ENGINES__OPTIONS__{key}__<OPTION>)") from None
         return self
 
 
@@ -294,7 +303,9 @@ class Settings(BaseSettings):
         chains = [(kind, name) for kind in KINDS for name in engines.chain(kind)]
         if engines.turn != NO_ENGINE:
             chains.append(("turn", engines.turn))
-        refused = refused_engines((kind, name, spec_for(kind, name).local) for kind, name in chains)
+        refused = refused_engines(
+            (kind, name, spec_for(kind, name).runs_locally(engines.options_for(name))) for kind, name in chains
+        )
         if refused:
             raise ValueError(
                 f"privacy mode allows only engines that run on this machine; refused: {', '.join(refused)}"
