@@ -105,6 +105,17 @@ class EngineSettings(BaseModel):
                 raise ValueError(f"{exc} (set as {where})") from None
             validated[spec.key] = options.model_dump(include=set(options.model_fields_set))
         self.options = validated
+        # A configured engine with required options (a cloud engine's region and key) and none
+        # set fails here too, naming the option, not when the server loads it.
+        for kind in KINDS:
+            for name in self.chain(kind):
+                spec = spec_for(kind, name)
+                if spec.key not in validated:
+                    try:
+                        spec.validate_options({})
+                    except EngineOptionsError as exc:
+                        where = f"CONVERGIO_ENGINES__OPTIONS__{spec.key.upper()}__<OPTION>"
+                        raise ValueError(f"{exc} (set as {where})") from None
         return self
 
 
