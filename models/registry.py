@@ -40,6 +40,9 @@ class EngineSpec:
     # "module:function" of its validated options, for engines whose server may be on this machine
     # or not (a base URL): it then decides `runs_locally` in place of `local`.
     locality: str | None = None
+    # "module:function" that raises ModelNotInstalledError (saying why and what to use instead)
+    # where this machine cannot run the engine at all, whatever is installed (MLX off Apple silicon).
+    platform: str | None = None
 
     @property
     def key(self) -> str:
@@ -68,7 +71,9 @@ class EngineSpec:
         problems = []
         for error in exc.errors():
             option = ".".join(str(part) for part in error["loc"]) or "(options)"
-            if error["type"] == "extra_forbidden":
+            if not error["loc"]:  # the options as a whole (a model validator): its message names them
+                problems.append(error["msg"].removeprefix("Value error, "))
+            elif error["type"] == "extra_forbidden":
                 known = ", ".join(model.model_fields) or "none"
                 problems.append(f"unknown option {option!r} (known: {known})")
             else:
@@ -83,14 +88,17 @@ class EngineSpec:
         return bool(_resolve(self.locality)(self.validate_options(options)))
 
     def missing(self) -> list[str]:
-        return [m for m in self.requires if importlib.util.find_spec(m) is None]
+        return [m for m in self.requires if not _findable(m)]
 
     def check_installed(self) -> None:
         """Raises ModelNotInstalledError naming the install command if a required module is
         missing. Located by spec, never imported: some model packages import heavy CLIs."""
+        if self.platform:
+            _resolve(self.platform)()
         missing = self.missing()
         if missing:
-            how = self.install + (f" (or: pip install 'convergio-voice[{self.extra}]')" if self.extra else "")
+            hint = self.extra and f"[{self.extra}]" not in self.install
+            how = self.install + (f" (or: pip install 'convergio-voice[{self.extra}]')" if hint else "")
             raise ModelNotInstalledError(f"{self.description} (missing {', '.join(missing)})", how)
 
     def load(self, options: Mapping[str, Any] | BaseModel | None = None) -> Any:
@@ -102,6 +110,15 @@ class EngineSpec:
 
 def option_key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
+
+
+def _findable(module: str) -> bool:
+    """Whether a module can be imported, without importing it (a dotted name's parent packages
+    are imported to look inside them; a missing parent means a missing module)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _resolve(target: str) -> Any:
@@ -159,6 +176,50 @@ _SPECS = (
         "pip install pipecat-ai onnxruntime",
         requires=("onnxruntime", "pipecat"),
         extra="smart-turn",
+    ),
+    EngineSpec(
+        "vad",
+        "silero",
+        "models.silero_vad:SileroVad",
+        "models.silero_vad:SileroVadOptions",
+        "Silero VAD v6 on ONNX Runtime (its ONNX file in silero-vad; torch never needed)",
+        # silero-vad's own dependencies pull in torch; only its packaged ONNX file is used.
+        "pip install 'convergio-voice[silero]' && pip install --no-deps 'silero-vad>=6'",
+        requires=("onnxruntime", "silero_vad"),
+        extra="silero",
+    ),
+    EngineSpec(
+        "stt",
+        "azure-stt",
+        "models.azure_speech:AzureSTT",
+        "models.azure_speech:AzureSTTOptions",
+        "Azure AI Speech speech-to-text (cloud: sends audio to Microsoft)",
+        "pip install azure-cognitiveservices-speech",
+        requires=("azure.cognitiveservices.speech",),
+        extra="azure",
+        local=False,
+    ),
+    EngineSpec(
+        "tts",
+        "azure-tts",
+        "models.azure_speech:AzureTTS",
+        "models.azure_speech:AzureTTSOptions",
+        "Azure AI Speech text-to-speech (cloud: sends text to Microsoft)",
+        "pip install azure-cognitiveservices-speech",
+        requires=("azure.cognitiveservices.speech",),
+        extra="azure",
+        local=False,
+    ),
+    EngineSpec(
+        "llm",
+        "mlx",
+        "models.mlx_llm:MlxLLM",
+        "models.mlx_llm:MlxOptions",
+        "MLX via mlx-lm (Apple silicon only)",
+        "pip install 'convergio-voice[mlx]'",
+        requires=("mlx_lm",),
+        extra="mlx",
+        platform="models.mlx_llm:check_platform",
     ),
     EngineSpec(
         "llm",

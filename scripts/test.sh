@@ -15,6 +15,8 @@ python3 -m pip install --quiet --upgrade pip
 # llama-cpp-python compiles from source where no wheel is published (about 10 minutes on 2 cores;
 # pip caches the built wheel).
 python3 -m pip install --quiet -e ".[test,smart-turn]"
+# Silero VAD's ONNX model: the package only, since its declared dependencies would bring torch.
+python3 -m pip install --quiet --no-deps "silero-vad>=6"
 
 # axe-core for the accessibility checks, from the npm registry, pinned in package.json.
 npm install --silent --no-audit --no-fund

@@ -7,14 +7,12 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from models.base import ModelNotInstalledError
-from models.registry import ENGINES, EngineOptionsError
+from models.registry import ENGINES
 from pipelines.config import TurnConfig
 from pipelines.personas import PERSONAS
 from voice_server import privacy
@@ -295,47 +293,20 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    from voice_server import doctor
+
+    def settings(overrides: dict[str, Any]) -> Settings:
+        try:
+            return Settings(**overrides)
+        except ValidationError as exc:
+            raise SettingsError(_describe(exc)) from None
+
     try:
-        settings = settings_from_args(argparse.Namespace())
+        chosen, privacy_mode, refusal = doctor.doctor_settings(settings)
     except SettingsError as exc:
         print(exc, file=sys.stderr)
         return 2
-    chosen = {kind: settings.engines.chain(kind) for kind in KINDS}
-    chosen |= {kind: [getattr(settings.engines, kind)] for kind in OPTIONAL_KINDS}
-    failures = 0
-    for kind, specs in ENGINES.items():
-        for name, spec in specs.items():
-            configured = name in chosen.get(kind, [])
-            marker = "*" if configured else " "
-            try:
-                spec.check_installed()
-                if args.load or configured:
-                    started = time.perf_counter()
-                    engine = spec.load(settings.engines.options_for(name))
-                    status = f"ok, loads in {time.perf_counter() - started:.1f} s"
-                    if configured and hasattr(engine, "probe"):  # a server: is it reachable?
-                        reachable, said = _probe(engine)
-                        status += said
-                        failures += not reachable
-                    del engine
-                else:
-                    status = "installed"
-            except EngineOptionsError as exc:  # a server engine nobody configured (doctor --load)
-                status = f"not configured: {exc}"
-            except ModelNotInstalledError as exc:
-                status = f"MISSING: {exc}"
-                failures += configured and kind not in OPTIONAL_KINDS  # the pipeline runs without
-            except Exception as exc:  # noqa: BLE001
-                status = f"BROKEN: {exc}. Reinstall with: {spec.install}"
-                failures += configured
-            where = "local" if _runs_locally(spec, settings, name) else "remote"
-            print(f"{marker} {kind:4} {name:16} {where:6} {spec.description:48} {status}")
-    print("\n* = configured engine (or fallback)")
-    if failures:
-        print(f"{failures} configured engine(s) cannot run; install what is named above.")
-        return 1
-    print("All configured engines are installed and load.")
-    return 0
+    return doctor.run(chosen, privacy_mode=privacy_mode, load_all=args.load, as_json=args.json, refusal=refusal)
 
 
 def _probe(engine: Any) -> tuple[bool, str]:
@@ -382,8 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="no sign-in, as a single local user (refused unless --host is a loopback address)",
     )
     serve.set_defaults(func=_serve)
-    doctor = sub.add_parser("doctor", help="check which engines and models are installed and load")
-    doctor.add_argument("--load", action="store_true", help="also load engines that are not configured")
+    doctor = sub.add_parser(
+        "doctor", help="check every engine: installed, configured, reachable (a timed probe call), refused"
+    )
+    doctor.add_argument("--load", action="store_true", help="also load and probe engines that are not configured")
+    doctor.add_argument("--json", action="store_true", help="the report as JSON")
     doctor.set_defaults(func=_doctor)
     db = sub.add_parser(
         "db", help="the database: CONVERGIO_STORAGE__URL, or SQLite in CONVERGIO_STORAGE__DATA_DIR"

@@ -86,7 +86,7 @@ class EngineHub:
             # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
             engine = await asyncio.to_thread(spec.load, e.options_for(name))
             engines.append(engine)
-            if getattr(engine, "local", spec.local):
+            if spec.runs_locally(e.options_for(name)):
                 self._local_members.setdefault(kind, []).append(engine)
             say(f"[{step}/5] {role} ready in {time.perf_counter() - started:.1f} s")
         return fallback_chain(kind, engines, cooldown_s=e.fallback_cooldown_s, on_fallback=self.on_fallback)

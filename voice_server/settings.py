@@ -106,15 +106,17 @@ class EngineSettings(BaseModel):
                 raise ValueError(f"{exc} (set as {where})") from None
             validated[spec.key] = options.model_dump(include=set(options.model_fields_set))
         self.options = validated
-        # An engine with required options (a server's URL, a model name) that were not given
-        # fails here, at start-up, not at its first call.
+        # A configured engine with required options (a cloud engine's region and key) and none
+        # set fails here too, naming the option, not when the server loads it.
         for kind in KINDS:
             for name in self.chain(kind):
-                try:
-                    self.options_for(name)
-                except EngineOptionsError as exc:
-                    key = spec_for(kind, name).key.upper()
-                    raise ValueError(f"{exc} (set as CONVERGIO_ENGINES__OPTIONS__{key}__<OPTION>)") from None
+                spec = spec_for(kind, name)
+                if spec.key not in validated:
+                    try:
+                        spec.validate_options({})
+                    except EngineOptionsError as exc:
+                        where = f"CONVERGIO_ENGINES__OPTIONS__{spec.key.upper()}__<OPTION>"
+                        raise ValueError(f"{exc} (set as {where})") from None
         return self
 
 
@@ -292,7 +294,7 @@ class Settings(BaseSettings):
         if self.privacy.classrooms and not self.privacy.mode:
             # Each kind needs an engine that runs here, for the private classrooms' sessions.
             for kind in KINDS:
-                if not any(spec_for(kind, name).local for name in engines.chain(kind)):
+                if not any(spec_for(kind, name).runs_locally(engines.options_for(name)) for name in engines.chain(kind)):
                     names = ", ".join(engines.chain(kind))
                     raise ValueError(
                         f"privacy mode for classrooms needs a {kind} engine that runs on this machine in the "

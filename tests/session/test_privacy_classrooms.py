@@ -32,6 +32,9 @@ class _Spec:
     local: bool
     description: str = "scripted"
 
+    def runs_locally(self, options: Any) -> bool:
+        return self.local
+
     def load(self, options: Any) -> Any:
         if self.kind == "llm":
             return ScriptedLLM("From the cloud." if not self.local else "From this machine.", token_delay_s=0.001)
