@@ -19,6 +19,10 @@ Limits, said plainly:
   for a price per audio ms is estimated at `TTS_MS_PER_CHAR_HIGH`.
 - A session keeps the quotas of the period it started in: one that runs past midnight is still
   charged to the day it began (its rows land in the ledger by the time they are written).
+- A cap changed at run time applies to sessions started after the change; sessions already
+  running keep the cap they started with. Both charge one count in this process, unless the
+  change is of period: the new period's count is seeded from the ledger then, and what sessions
+  still on the old count use after that is not in it until it is next seeded.
 - A session that closes with a call still running (a transcription finishing on its worker)
   gives its holds back at once; that call's use is still charged when it lands, so for that
   moment another session could be given the same units.
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -202,7 +206,20 @@ class QuotaRegistry:
                 known.exception()  # retrieved: nobody else may be waiting
                 raise
             known.set_result(quota)
-        return await asyncio.shield(known)
+        quota = await asyncio.shield(known)
+        if quota.caps != caps:
+            quota = self._recapped(key, quota, caps)
+        return quota
+
+    def _recapped(self, key: tuple[CapScope, str, datetime | None], quota: Quota, caps: ScopeCaps) -> Quota:
+        """The cap was changed at run time: sessions from now on get `caps`, sessions already
+        running keep theirs, and all of them charge one count (the same `used` and `held`), so
+        no unit is counted twice or missed, whichever cap each session is held to."""
+        sibling = replace(quota, caps=caps)  # the same dicts, not copies
+        future: asyncio.Future[Quota] = asyncio.get_running_loop().create_future()
+        future.set_result(sibling)
+        self._quotas[key] = future
+        return sibling
 
     def _forget_past(self, period: Period, start: datetime | None) -> None:
         """Quotas of an earlier period are done with: sessions still holding them keep them."""

@@ -20,16 +20,14 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from pipelines.agent import TutorAgent
-from pipelines.caps import CapKind
 from pipelines.audio import PIPELINE_SAMPLE_RATE, SUPPORTED_INPUT_RATES, PcmResampler
 from pipelines.frames import Interrupted, PipelineEvent, ReplyAudio
 from pipelines.personas import PERSONAS, Persona
 from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.pipeline import Pipeline
-from pipelines.quota import Quota
 from voice_server import __version__, outbound, protocol
 from voice_server.engines import EngineHub
-from voice_server.ledger.caps import SharedCaps, with_engine_keys
+from voice_server.ledger.caps import SessionCaps, SharedCaps, with_engine_keys
 from voice_server.ledger.records import Attribution
 from voice_server.ledger.writer import UsageLedger
 from voice_server.protocol import ErrorCode, ProtocolError
@@ -236,9 +234,13 @@ class ProtocolSession:
         self._out_resampler = None
         self._outbound = outbound.Context(out_rate=out_rate)
         self._who = with_engine_keys(self._who, engines)
-        quotas = await self._open_shared_caps()
+        caps = await self._open_caps()
         if self.ended:
             return  # the connection went while the ledger was read
+        quotas = None
+        if caps is not None:  # the caps in force now: the settings' with those stored at run time
+            config = config.model_copy(update={"caps": caps.session})
+            quotas = caps.quotas
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
         self.pipeline = Pipeline(
             engines, agent, self._on_event, config, session_id=self.session_id, quotas=quotas
@@ -256,14 +258,15 @@ class ProtocolSession:
         if self._on_started is not None:
             self._on_started()
 
-    async def _open_shared_caps(self) -> dict[CapKind, list[Quota]] | None:
-        if self._shared_caps is None or not self._shared_caps.any:
+    async def _open_caps(self) -> SessionCaps | None:
+        """Read once per session start: a cap changed later applies to later sessions only."""
+        if self._shared_caps is None:
             return None
         try:
-            return await self._shared_caps.for_session(self._who)
+            return await self._shared_caps.open(self._who)
         except Exception:
             # Fail closed: a cap that cannot be checked is not a cap.
-            log.exception("could not read the usage the caps start from")
+            log.exception("could not read the caps, or the usage they start from")
             raise ProtocolError(
                 "server_not_ready",
                 "Usage records cannot be read right now, so no session can start; try again shortly.",

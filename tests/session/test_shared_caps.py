@@ -165,9 +165,7 @@ async def test_usage_updated_tells_the_client_what_is_left_of_each_cap_in_the_pu
 
 async def test_a_session_does_not_start_when_the_use_its_caps_start_from_cannot_be_read():
     class Unreadable:
-        any = True
-
-        async def for_session(self, who):  # type: ignore[no-untyped-def]
+        async def open(self, who):  # type: ignore[no-untyped-def]
             raise OSError("the database is away")
 
     session, wire = new_session(shared_caps=Unreadable())

@@ -56,6 +56,7 @@ async def test_an_empty_database_is_migrated_to_the_latest_schema(engine: AsyncE
     assert status.state is SchemaState.CURRENT and status.current == migrate.head_revision()
     assert {
         "usage_records", "turn_states", "accounts", "provider_keys", "revoked_tokens", "subject_revocations",
+        "cap_overrides",
         "alembic_version",
     } <= await _tables(engine)
     assert (await migrate.ensure_schema(engine)).state is SchemaState.CURRENT  # again: nothing to do

@@ -122,6 +122,26 @@ async def test_sessions_starting_together_share_one_quota_seeded_once():
     assert await registry.quota("student", "stu_b", caps, load) is not first
 
 
+async def test_a_changed_cap_reaches_new_sessions_and_every_session_still_counts_in_one_book():
+    loads = []
+
+    async def load(since):
+        loads.append(since)
+        return [(CHARS, 40)]
+
+    registry = QuotaRegistry()
+    running = await registry.quota("student", "stu_a", ScopeCaps(tts_chars=100, period="day"), load)
+    assert await registry.quota("student", "stu_a", ScopeCaps(tts_chars=100, period="day"), load) is running
+    lowered = await registry.quota("student", "stu_a", ScopeCaps(tts_chars=50, period="day"), load)
+    assert lowered is not running and len(loads) == 1 and len(registry) == 1  # not seeded again
+    assert (running.caps.tts_chars, lowered.caps.tts_chars) == (100, 50)  # the running one keeps its cap
+    running.hold({CHARS: 5})
+    lowered.charge(CHARS, 3)
+    assert running.units("tts") == lowered.units("tts") == 48  # used and held, counted once for both
+    assert lowered.refusal({CHARS: 3}) is not None and running.refusal({CHARS: 3}) is None
+    assert await registry.quota("student", "stu_a", ScopeCaps(tts_chars=50, period="day"), load) is lowered
+
+
 async def test_a_seeding_that_fails_is_tried_again_by_the_next_session():
     async def broken(since):
         raise OSError("database away")

@@ -52,6 +52,9 @@ usage_records = Table(
     PrimaryKeyConstraint("session_id", "turn_id", "attempt", "kind", "provider", "model"),
     CheckConstraint("amount >= 0", name="amount_not_negative"),
     Index(None, "recorded_at"),
+    # One student's or classroom's use in a time range (the usage API, a shared cap's period).
+    Index(None, "student_id", "recorded_at"),
+    Index(None, "classroom_id", "recorded_at"),
 )
 
 # Where each turn stands, so a restart can tell the turns a crash interrupted.
@@ -129,4 +132,38 @@ subject_revocations = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("subject"),
     Index(None, "expires_at"),
+)
+
+CAP_SCOPES = ("session", "student", "classroom", "key")
+CAP_PERIODS = ("day", "month", "total")
+
+# Caps an admin set at run time (PUT /api/v1/caps/...), on top of the settings' defaults
+# (voice_server/ledger/cap_store.py). `owner_id` '' is the scope's own default, for every owner;
+# otherwise an opaque student, classroom or key id. A row replaces the caps beneath it whole: a
+# NULL limit is no cap. Session caps have no owner, no period and no cost.
+cap_overrides = Table(
+    "cap_overrides",
+    metadata,
+    Column("scope", String(16), nullable=False),
+    Column("owner_id", String(64), nullable=False),
+    Column("stt_audio_ms", BigInteger, nullable=True),
+    Column("llm_tokens", BigInteger, nullable=True),
+    Column("tts_chars", BigInteger, nullable=True),
+    Column("cost_minor", BigInteger, nullable=True),
+    Column("period", String(8), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The opaque subject of the admin who set it.
+    Column("updated_by", String(64), nullable=False),
+    PrimaryKeyConstraint("scope", "owner_id"),
+    CheckConstraint(f"scope IN {CAP_SCOPES!r}", name="known_scope"),
+    CheckConstraint(f"period IS NULL OR period IN {CAP_PERIODS!r}", name="known_period"),
+    CheckConstraint(
+        "(stt_audio_ms IS NULL OR stt_audio_ms >= 0) AND (llm_tokens IS NULL OR llm_tokens >= 0) "
+        "AND (tts_chars IS NULL OR tts_chars >= 0) AND (cost_minor IS NULL OR cost_minor >= 0)",
+        name="limits_not_negative",
+    ),
+    CheckConstraint(
+        "scope <> 'session' OR (owner_id = '' AND period IS NULL AND cost_minor IS NULL)",
+        name="session_caps_in_units",
+    ),
 )
