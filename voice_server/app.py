@@ -3,8 +3,8 @@
 Access (voice_server/auth/): public are /healthz, /readyz, the published specs (/v1/protocol.json,
 /openapi.json, /docs) and the web client's static files; sign-in and link redemption take their own
 credential. Everything else needs a bearer token: personas, the WebRTC offer and the WebSocket
-for every role, /metrics for admins (or the scrape token), usage, provider keys and revocation
-for admins.
+for every role, /metrics for admins (or the scrape token), usage, caps, provider keys and revocation
+for admins; a teacher also reads their own classroom's usage (its students' there) and caps.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ from voice_server.engines import EngineHub
 from voice_server.keys.resolver import ProviderKeys
 from voice_server.keys.routes import router as keys_router
 from voice_server.keys.vault import server_secrets
+from voice_server.ledger.api import owner_router as owner_usage_router
 from voice_server.ledger.api import router as usage_router
 from voice_server.ledger.caps import SharedCaps, attribution_of
+from voice_server.ledger.caps_api import router as caps_router
 from voice_server.ledger.writer import UsageLedger
 from voice_server.loop_monitor import watch_loop_lag
 from voice_server.metrics import VoiceMetrics
@@ -202,6 +204,9 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         )
 
     app.include_router(usage_router, dependencies=admin_only)
+    # These check the role themselves: admins, and teachers for their own classroom only.
+    app.include_router(owner_usage_router)
+    app.include_router(caps_router)
     app.include_router(auth_routes.router)
     app.include_router(auth_routes.admin_router, dependencies=admin_only)
     app.include_router(keys_router, dependencies=admin_only)

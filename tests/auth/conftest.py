@@ -42,9 +42,11 @@ class AuthApp:
 
     def token(
         self, role: Role, *, ttl_s: int = 600, secret: str = SECRET, subject: str | None = None,
-        now: datetime | None = None,
+        now: datetime | None = None, classroom: str | None = None,
     ) -> str:
-        return TokenIssuer(secret, ttl_s=ttl_s).mint(role, subject or f"test_{role.value}", now=now)
+        return TokenIssuer(secret, ttl_s=ttl_s).mint(
+            role, subject or f"test_{role.value}", now=now, classroom=classroom
+        )
 
     def bearer(self, role: Role, **kwargs: Any) -> dict[str, str]:
         return {"authorization": f"Bearer {self.token(role, **kwargs)}"}

@@ -2,7 +2,8 @@
 or otherwise bad token. Only the allowed cells get through; the others get 401 (who are you?) or
 403 (not for your role), in the server's usual error shape.
 
-Classroom-scoped cells (a teacher seeing only their classroom's sessions) wait for classrooms.
+Classroom cells: student and teacher tokens name a classroom (OWN); usage and caps of another
+classroom (OTHER) are for admins only, and a teacher whose token names no classroom reads none.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ from voice_server.auth.tokens import AUDIENCE, Role, TokenIssuer
 
 STUDENT, TEACHER, ADMIN = Role.STUDENT, Role.TEACHER, Role.ADMIN
 EVERYONE = frozenset(Role)
+ADMINS, TEACHERS = frozenset({ADMIN}), frozenset({TEACHER, ADMIN})
+# The classroom every student and teacher token of the matrix names, and another one.
+OWN, OTHER = "cls_own", "cls_other"
+RANGE = "start=2026-01-01T00:00:00&end=2026-01-02T00:00:00"
+CLASSROOMS, STUDENTS = "/api/v1/usage/classrooms", "/api/v1/usage/students"
+OWNER_CAPS, STUDENT_USAGE = "/api/v1/caps/{scope}/{owner_id}", f"{STUDENTS}/{{student_id}}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,26 @@ ENDPOINTS = [
         route="/api/v1/keys/{key_id}/secret",
     ),
     Endpoint("DELETE", "/api/v1/keys/key_x", frozenset({ADMIN}), route="/api/v1/keys/{key_id}"),
+    # Usage per classroom and student, and caps: admins everywhere; a teacher only in the classroom
+    # their token names (every teacher and student token of the matrix names OWN).
+    Endpoint("GET", f"{CLASSROOMS}/{OWN}?{RANGE}", TEACHERS, route=f"{CLASSROOMS}/{{classroom_id}}"),
+    Endpoint("GET", f"{CLASSROOMS}/{OTHER}?{RANGE}", ADMINS, route=f"{CLASSROOMS}/{{classroom_id}}"),
+    # A teacher reads a student's usage as recorded in their own classroom, named or not.
+    Endpoint("GET", f"{STUDENTS}/stu_x?{RANGE}", TEACHERS, route=STUDENT_USAGE),
+    Endpoint("GET", f"{STUDENTS}/stu_x?{RANGE}&classroom_id={OWN}", TEACHERS, route=STUDENT_USAGE),
+    Endpoint("GET", f"{STUDENTS}/stu_x?{RANGE}&classroom_id={OTHER}", ADMINS, route=STUDENT_USAGE),
+    Endpoint("GET", "/api/v1/caps", ADMINS),
+    Endpoint("PUT", "/api/v1/caps/session", ADMINS, {"llm_tokens": 1000}),
+    # Allowed means a stored cap is looked for: there is none (404).
+    Endpoint("DELETE", "/api/v1/caps/session", ADMINS),
+    Endpoint("PUT", "/api/v1/caps/classroom", ADMINS, {"llm_tokens": 1000}, route="/api/v1/caps/{scope}"),
+    Endpoint("DELETE", "/api/v1/caps/classroom", ADMINS, route="/api/v1/caps/{scope}"),
+    Endpoint("GET", f"/api/v1/caps/classroom/{OWN}", TEACHERS, route=OWNER_CAPS),
+    Endpoint("GET", f"/api/v1/caps/classroom/{OTHER}", ADMINS, route=OWNER_CAPS),
+    Endpoint("GET", "/api/v1/caps/student/stu_x", ADMINS, route=OWNER_CAPS),
+    # Reading their classroom's caps is not setting them: that is for the admin (who pays).
+    Endpoint("PUT", f"/api/v1/caps/classroom/{OWN}", ADMINS, {"llm_tokens": 1000}, route=OWNER_CAPS),
+    Endpoint("DELETE", f"/api/v1/caps/classroom/{OWN}", ADMINS, route=OWNER_CAPS),
 ]
 PUBLIC = {"/healthz", "/readyz", "/v1/protocol.json", "/openapi.json", "/docs", "/docs/oauth2-redirect",
           "/redoc", "/v1/auth/sign-in", "/v1/auth/redeem"}
@@ -103,12 +130,23 @@ def _call(api: AuthApp, endpoint: Endpoint, authorization: str | None):
 def test_each_role_gets_exactly_the_endpoints_allowed_to_it(
     auth_app: AuthApp, endpoint: Endpoint, role: Role
 ):
-    response = _call(auth_app, endpoint, f"Bearer {auth_app.token(role)}")
+    token = auth_app.token(role, classroom=None if role is ADMIN else OWN)
+    response = _call(auth_app, endpoint, f"Bearer {token}")
     if role in endpoint.allowed:
         assert response.status_code not in (401, 403), response.text
     else:
         assert response.status_code == 403
         assert response.json()["error"]["code"] == "forbidden"
+
+
+CLASSROOM_SCOPED = [e for e in ENDPOINTS if e.allowed == TEACHERS and e.template.startswith("/api/v1/")]
+
+
+@pytest.mark.parametrize("endpoint", CLASSROOM_SCOPED, ids=str)
+def test_a_teacher_whose_token_names_no_classroom_reads_no_classroom(auth_app: AuthApp, endpoint: Endpoint):
+    assert len(CLASSROOM_SCOPED) == 4
+    response = _call(auth_app, endpoint, f"Bearer {auth_app.token(TEACHER)}")
+    assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=str)

@@ -1,16 +1,23 @@
-"""HTTP: what the ledger holds, per session and per time range: exact units, and their cost where
-the server has a price table."""
+"""HTTP: what the ledger holds, per session, per student, per classroom and per time range: exact
+units, and their cost where the server has a price table.
+
+Who may read what: the per-session and whole-range routes (`router`) are mounted admin-only; the
+per-student and per-classroom routes (`owner_router`) admit admins for any owner and teachers for
+their own classroom (the token's `classroom` claim), a student's usage only as recorded there.
+A session's usage stays admin-only: a teacher sees their students through the student route."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from pipelines.frames import UsageKind
+from voice_server.auth.guard import AuthError, require
+from voice_server.auth.tokens import Claims, Role
 from voice_server.ledger import repository
 from voice_server.ledger.prices import PriceTable, bill
 from voice_server.ledger.records import TurnState, UsageTotal
@@ -138,3 +145,85 @@ async def usage_summary(
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# Per student and per classroom. Mounted without a router-wide role: each route admits admins
+# (any owner) and teachers (their own classroom only: the token's `classroom`), never students.
+owner_router = APIRouter(prefix="/api/v1/usage", tags=["usage"])
+_teacher_or_admin = require(Role.TEACHER, Role.ADMIN)
+Reader = Annotated[Claims, Depends(_teacher_or_admin)]
+OwnerId = Annotated[str, Path(min_length=1, max_length=64, description="an opaque id, never a name")]
+Start = Annotated[datetime, Query(description="inclusive, ISO 8601; naive times are UTC")]
+End = Annotated[datetime, Query(description="exclusive, ISO 8601; naive times are UTC")]
+
+
+class OwnerUsage(BaseModel):
+    scope: Literal["student", "classroom"]
+    owner_id: str
+    classroom_id: str | None = Field(
+        description="the classroom the usage was recorded in; null for a student: in every classroom"
+    )
+    start: datetime
+    end: datetime
+    usage: list[UsageLine]
+    cost: Cost | None = Field(None, description="null when the server has no price table")
+
+
+_OWNER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "an empty or too long range"},
+    403: {"model": ErrorResponse, "description": "a student, or a teacher asking about another classroom"},
+}
+
+
+def _teachers_classroom(claims: Claims, classroom_id: str | None) -> None:
+    """Admins read any classroom; a teacher only the one their token names."""
+    if claims.role is Role.ADMIN:
+        return
+    if claims.classroom is None or classroom_id != claims.classroom:
+        raise AuthError(403, "forbidden", "A teacher may read only their own classroom's usage.")
+
+
+async def _owner_usage(
+    request: Request, scope: Literal["student", "classroom"], owner_id: str, classroom_id: str | None,
+    start: datetime, end: datetime,
+) -> OwnerUsage | JSONResponse:
+    start, end = _utc(start), _utc(end)
+    if not start < end or end - start > MAX_RANGE:
+        return _error(400, "invalid_range", f"start must be before end, at most {MAX_RANGE.days} days apart.")
+    owners: dict[repository.ScopeColumn, str] = {f"{scope}_id": owner_id}  # type: ignore[dict-item]
+    if classroom_id is not None:
+        owners["classroom_id"] = classroom_id
+    ledger = _ledger(request)
+    await ledger.flush()  # live sessions' latest units
+    totals = await repository.owner_totals_between(ledger.engine, owners, start, end)
+    lines, cost = _priced(request, totals)
+    return OwnerUsage(
+        scope=scope, owner_id=owner_id, classroom_id=classroom_id, start=start, end=end, usage=lines,
+        cost=cost,
+    )
+
+
+@owner_router.get("/classrooms/{classroom_id}", response_model=OwnerUsage, responses=_OWNER_RESPONSES)
+async def classroom_usage(
+    classroom_id: OwnerId, request: Request, start: Start, end: End, claims: Reader
+) -> OwnerUsage | JSONResponse:
+    """One classroom's usage first recorded in [start, end), summed per kind, provider, model and
+    speculative. Admins: any classroom; teachers: their own."""
+    _teachers_classroom(claims, classroom_id)
+    return await _owner_usage(request, "classroom", classroom_id, classroom_id, start, end)
+
+
+@owner_router.get("/students/{student_id}", response_model=OwnerUsage, responses=_OWNER_RESPONSES)
+async def student_usage(
+    student_id: OwnerId, request: Request, start: Start, end: End, claims: Reader,
+    classroom_id: Annotated[
+        str | None,
+        Query(max_length=64, description="only what was recorded in this classroom; a teacher's: their own"),
+    ] = None,
+) -> OwnerUsage | JSONResponse:
+    """One student's usage first recorded in [start, end). Admins: everywhere, or in one
+    classroom; teachers: only what the student used in the teacher's own classroom."""
+    if claims.role is not Role.ADMIN:
+        classroom_id = classroom_id or claims.classroom
+        _teachers_classroom(claims, classroom_id)
+    return await _owner_usage(request, "student", student_id, classroom_id, start, end)

@@ -139,6 +139,17 @@ async def totals_between(engine: AsyncEngine, start: datetime, end: datetime) ->
 ScopeColumn = Literal["student_id", "classroom_id", "key_id"]
 
 
+async def owner_totals_between(
+    engine: AsyncEngine, owners: Mapping[ScopeColumn, str], start: datetime, end: datetime
+) -> list[UsageTotal]:
+    """The use first recorded in [start, end) by rows whose every column in `owners` holds its
+    value (a student's; a classroom's; a student's in one classroom)."""
+    start, end = (t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC) for t in (start, end))
+    c = usage_records.c
+    where = [c[column] == owner for column, owner in owners.items()]
+    return await _totals(engine, *where, c.recorded_at >= start, c.recorded_at < end)
+
+
 async def scope_totals(
     engine: AsyncEngine, column: ScopeColumn, owner: str, since: datetime | None
 ) -> list[UsageTotal]:
