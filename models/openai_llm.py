@@ -110,6 +110,28 @@ def _http_timeout(options: _Common) -> Any:
     return openai.Timeout(options.timeout_s, connect=options.connect_timeout_s)
 
 
+def openai_error(exc: Exception, engine: str, where: str, secret: str | None) -> EngineError:
+    """The project's EngineError for an exception of the `openai` SDK (shared with the audio
+    engines, models/openai_audio.py). `where`: the server's address; `secret`: the key, only to
+    redact it from what a server says."""
+    import openai
+
+    if isinstance(exc, openai.APITimeoutError):
+        return EngineError(f"{engine} at {where} did not answer in time", code=TIMEOUT)
+    if isinstance(exc, openai.APIConnectionError):
+        return EngineError(f"{engine}: cannot connect to {where}", code=UNREACHABLE)
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body) if isinstance(body, dict) else {}
+        code = str(error.get("code", "")) if isinstance(error, dict) else ""
+        kind = str(error.get("type", "")) if isinstance(error, dict) else ""
+        message = str(error.get("message") or body.get("detail") or "") if isinstance(error, dict) else ""
+        quota = "quota" in f"{code} {kind}".lower()
+        return http_error(engine, where, exc.status_code, redact(message, [secret]), quota=quota)
+    # Never the exception's text: it may quote a request.
+    return EngineError(f"{engine} at {where} failed ({type(exc).__name__})", code=FAILED)
+
+
 class OpenAIChatLLM(LanguageModel):
     """One chat-completions model at one server; built by the two engine classes below."""
 
@@ -193,23 +215,7 @@ class OpenAIChatLLM(LanguageModel):
                 pass
 
     def _error(self, exc: Exception) -> EngineError:
-        import openai
-
-        engine = self.info.provider
-        if isinstance(exc, openai.APITimeoutError):
-            return EngineError(f"{engine} at {self._where} did not answer in time", code=TIMEOUT)
-        if isinstance(exc, openai.APIConnectionError):
-            return EngineError(f"{engine}: cannot connect to {self._where}", code=UNREACHABLE)
-        if isinstance(exc, openai.APIStatusError):
-            body = exc.body if isinstance(exc.body, dict) else {}
-            error = body.get("error", body) if isinstance(body, dict) else {}
-            code = str(error.get("code", "")) if isinstance(error, dict) else ""
-            kind = str(error.get("type", "")) if isinstance(error, dict) else ""
-            message = str(error.get("message") or body.get("detail") or "") if isinstance(error, dict) else ""
-            quota = "quota" in f"{code} {kind}".lower()
-            return http_error(engine, self._where, exc.status_code, redact(message, [self._secret]), quota=quota)
-        # Never the exception's text: it may quote a request.
-        return EngineError(f"{engine} at {self._where} failed ({type(exc).__name__})", code=FAILED)
+        return openai_error(exc, self.info.provider, self._where, self._secret)
 
     async def aclose(self) -> None:
         await self._client.close()

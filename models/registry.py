@@ -265,6 +265,30 @@ _SPECS = (
         locality="models.ollama_llm:runs_locally",
     ),
     EngineSpec(
+        "stt",
+        "openai-stt",
+        "models.openai_audio:OpenAISTT",
+        "models.openai_audio:OpenAISTTOptions",
+        "OpenAI-compatible transcription server at base_url (/v1/audio/transcriptions)",
+        "pip install openai",
+        requires=("openai",),
+        extra="openai",
+        local=False,  # unless its base URL is on this machine: see `locality`
+        locality="models.openai_audio:runs_locally",
+    ),
+    EngineSpec(
+        "tts",
+        "openai-tts",
+        "models.openai_audio:OpenAITTS",
+        "models.openai_audio:OpenAITTSOptions",
+        "OpenAI-compatible speech server at base_url (/v1/audio/speech)",
+        "pip install openai",
+        requires=("openai",),
+        extra="openai",
+        local=False,  # unless its base URL is on this machine: see `locality`
+        locality="models.openai_audio:runs_locally",
+    ),
+    EngineSpec(
         "tts",
         "silence",
         "models.silence_tts:SilenceTTS",
