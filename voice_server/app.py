@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -31,6 +32,7 @@ from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import Claims, Role
 from voice_server.auth.websocket import admit_websocket
 from voice_server.engines import EngineHub
+from voice_server.http_errors import validation_error
 from voice_server.keys.resolver import ProviderKeys
 from voice_server.keys.routes import router as keys_router
 from voice_server.keys.vault import server_secrets
@@ -129,6 +131,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     anyone = require()
     any_role = [Depends(anyone)]
     admin_only = [Depends(require(Role.ADMIN))]
+
+    app.add_exception_handler(RequestValidationError, validation_error)  # named, never echoed
 
     @app.exception_handler(AuthError)
     async def auth_error(_: Request, exc: AuthError) -> JSONResponse:

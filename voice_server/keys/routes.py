@@ -7,16 +7,14 @@ error names the field and the rule, never the value (FastAPI's own 422 body woul
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, SecretStr
 
+from voice_server.http_errors import error_response
 from voice_server.keys import store
 from voice_server.keys.resolver import ProviderKeys
 from voice_server.keys.store import KeyInfo, KeyProvider, UnknownKey
@@ -24,29 +22,9 @@ from voice_server.keys.store import KeyInfo, KeyProvider, UnknownKey
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-class _NoInputEcho(APIRoute):
-    """Validation errors as the server's error shape with where and why, never the input."""
-
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-                )
-                return _error(422, "invalid_request", problems)
-
-        return route
-
-
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"], route_class=_NoInputEcho)
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 
 class ErrorBody(BaseModel):
@@ -109,7 +87,7 @@ async def create_key(body: NewKey, request: Request) -> KeyOut | JSONResponse:
             classroom_id=body.classroom_id,
         )
     except ValueError as exc:
-        return _error(422, "invalid_request", f"secret: {exc}")
+        return error_response(422, "invalid_request", f"secret: {exc}")
     log.info("provider key %s (%s) stored", info.id, info.provider)
     return KeyOut.of(info)
 
@@ -131,9 +109,9 @@ async def replace_secret(key_id: str, body: NewSecret, request: Request) -> KeyO
     try:
         info = await store.replace_secret(keys.engine, keys.box, key_id, body.secret)
     except UnknownKey as exc:
-        return _error(404, "unknown_key", str(exc))
+        return error_response(404, "unknown_key", str(exc))
     except ValueError as exc:
-        return _error(422, "invalid_request", f"secret: {exc}")
+        return error_response(422, "invalid_request", f"secret: {exc}")
     log.info("provider key %s replaced", key_id)
     return KeyOut.of(info)
 
@@ -143,6 +121,6 @@ async def delete_key(key_id: str, request: Request) -> Response:
     try:
         await store.delete_key(_keys(request).engine, key_id)
     except UnknownKey as exc:
-        return _error(404, "unknown_key", str(exc))
+        return error_response(404, "unknown_key", str(exc))
     log.info("provider key %s deleted", key_id)
     return Response(status_code=204)

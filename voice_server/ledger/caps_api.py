@@ -15,20 +15,18 @@ Students may not use any of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 
 from pipelines.caps import UsageCaps
 from pipelines.quota import ScopeCaps
 from voice_server.auth.guard import AuthError, require
 from voice_server.auth.tokens import Claims, Role
+from voice_server.http_errors import error_response
 from voice_server.ledger import cap_store
 from voice_server.ledger.cap_store import CapSource, CapTable, OwnedScope
 from voice_server.ledger.caps import SharedCaps
@@ -36,31 +34,11 @@ from voice_server.ledger.caps import SharedCaps
 log = logging.getLogger(__name__)
 
 
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-class _ErrorShape(APIRoute):
-    """Validation errors in the server's error shape: where and why."""
-
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in error['loc'])}: {error['msg']}" for error in exc.errors()
-                )
-                return _error(422, "invalid_request", problems)
-
-        return route
 
 
 # Mounted without a router-wide role: each route names its own (admins; teachers to read their
 # own classroom's caps).
-router = APIRouter(prefix="/api/v1/caps", tags=["caps"], route_class=_ErrorShape)
+router = APIRouter(prefix="/api/v1/caps", tags=["caps"])
 _admin = require(Role.ADMIN)
 _teacher_or_admin = require(Role.TEACHER, Role.ADMIN)
 Admin = Annotated[Claims, Depends(_admin)]
@@ -144,7 +122,7 @@ def _scope_out(table: CapTable, scope: OwnedScope) -> ScopeCapsOut:
 
 def _cost_needs_prices(request: Request, caps: ScopeCaps) -> JSONResponse | None:
     if caps.cost_minor is not None and getattr(request.app.state, "prices", None) is None:
-        return _error(
+        return error_response(
             400, "cost_cap_needs_prices",
             "cost_minor is a cap in cost, which needs a price table: set CONVERGIO_BILLING__PRICE_TABLE "
             "(format: voice_server/ledger/prices.py), or cap units instead.",
@@ -190,7 +168,7 @@ async def set_session_caps(body: UsageCaps, request: Request, claims: Admin) -> 
 async def unset_session_caps(request: Request, claims: Admin) -> SessionCapsOut | JSONResponse:
     """Back to the settings' session caps."""
     if not await cap_store.remove(_engine(request), "session", None):
-        return _error(404, "no_stored_caps", "No session caps are stored; the settings' apply.")
+        return error_response(404, "no_stored_caps", "No session caps are stored; the settings' apply.")
     log.info("session caps unset by %s", claims.subject)
     return _session_out(await _shared(request).table())
 
@@ -213,7 +191,7 @@ async def unset_scope_caps(
 ) -> ScopeCapsOut | JSONResponse:
     """Back to the settings' caps for the scope (owners with caps of their own keep them)."""
     if not await cap_store.remove(_engine(request), scope, None):
-        return _error(404, "no_stored_caps", f"No {scope} caps are stored; the settings' apply.")
+        return error_response(404, "no_stored_caps", f"No {scope} caps are stored; the settings' apply.")
     log.info("%s caps unset by %s", scope, claims.subject)
     return _scope_out(await _shared(request).table(), scope)
 
@@ -246,7 +224,7 @@ async def unset_owner_caps(
 ) -> OwnerCapsOut | JSONResponse:
     """Back to the scope's caps for this owner."""
     if not await cap_store.remove(_engine(request), scope, owner_id):
-        return _error(404, "no_stored_caps", f"No caps are stored for {scope} {owner_id}.")
+        return error_response(404, "no_stored_caps", f"No caps are stored for {scope} {owner_id}.")
     log.info("caps of %s %s unset by %s", scope, owner_id, claims.subject)
     return await _owner_now(request, scope, owner_id)
 
