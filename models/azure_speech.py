@@ -13,9 +13,9 @@ Configuration (the same fields for both engines, each under its own name):
 - credentials, exactly one of: `key` (kept as a secret, never logged or shown), `token` (a
   Microsoft Entra access token in the form the Speech service takes, `aad#<resource id>#<token>`,
   or an STS token; tokens expire, so a long-running server needs a key or a refreshed token), or
-  `key_id` (a school's key kept in the server's encrypted key store: the store itself is not part
-  of this module; `set_key_resolver` is the one hook it plugs into, and until a resolver is set
-  loading an engine with `key_id` fails with a clear error).
+  `key_id` (a school's key kept in the server's encrypted key store: `serve` reads it from there
+  and fills in `key` when it loads the engine; `set_key_resolver` is the hook for a program that
+  embeds the adapter without the server, and with neither, loading fails with a clear error).
 - `timeout_s`: the most one call may wait on the service before it fails as unreachable. It is a
   safety net only: in a turn the latency budgets (action `fallback`) switch to the next engine of
   a chain much sooner.
@@ -79,7 +79,7 @@ ERROR_CODES: dict[str, str] = {
     "RuntimeError": "engine_error",
 }
 
-# Resolves a `key_id` to a key: set by the school key store once it exists (see module docstring).
+# Resolves a `key_id` to a key where the server has not filled `key` in (see module docstring).
 _key_resolver: Callable[[str], str] | None = None
 
 
@@ -183,11 +183,11 @@ _PCM_FORMATS = {
 def speech_config(sdk: Any, options: AzureSpeechOptions) -> Any:
     """The SDK's SpeechConfig for these options. The key goes to the SDK and nowhere else."""
     key = options.key.get_secret_value() if options.key else None
-    if options.key_id is not None:
+    if key is None and options.key_id is not None:  # the server fills `key` from its key store
         if _key_resolver is None:
             raise ValueError(
-                "option 'key_id' needs the school key store, which this server does not have yet; "
-                "set option 'key' or 'token' instead"
+                "option 'key_id' is resolved by the server's key store when `serve` loads the engine; "
+                "here there is none, so set option 'key' or 'token' instead"
             )
         try:
             key = _key_resolver(options.key_id)

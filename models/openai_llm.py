@@ -87,8 +87,8 @@ class AzureOpenAIOptions(_Common):
     # A GA version that streams usage (stream_options.include_usage).
     api_version: str = Field("2024-10-21", min_length=1)
     api_key: SecretStr | None = None
-    # The id of a school's key in the key store (not yet built): it will be resolved there, so
-    # the key itself never sits in the environment. Until then, give api_key.
+    # The id of a school's key in the server's encrypted key store (`POST /api/v1/keys`): `serve`
+    # fills api_key from it when the engine loads, so the key never sits in the environment.
     key_id: str | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
@@ -250,8 +250,8 @@ class AzureOpenAILLM(OpenAIChatLLM):
         self.options = options = options or AzureOpenAIOptions(**fields)
         if options.api_key is None:
             raise EngineError(
-                f"azure-openai: key_id {options.key_id!r} is for the school key store, which is not "
-                "available yet; set CONVERGIO_ENGINES__OPTIONS__AZURE_OPENAI__API_KEY instead",
+                f"azure-openai: key_id {options.key_id!r} is resolved by the server's key store when "
+                "`serve` loads the engine; without one, set CONVERGIO_ENGINES__OPTIONS__AZURE_OPENAI__API_KEY",
                 code="engine_auth",
             )
         key = options.api_key.get_secret_value()

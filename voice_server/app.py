@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         database, lambda: server_secrets(settings.secrets, storage.data_dir),
         privacy_mode=settings.privacy.mode,
     )
+    hub.resolve_key = app.state.keys.resolve  # an engine's `key_id` is a school's stored key
 
     # Who may call what (the module docstring); refusals in the server's usual error shape.
     anyone = require()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+
+from pydantic import BaseModel, SecretStr
 
 from models.base import ChatMessage, ModelNotInstalledError, TurnCompletion
 from models.fallback import FallbackHook, fallback_chain
@@ -34,6 +36,9 @@ class EngineHub:
         self.error: str | None = None
         self._ready = asyncio.Event()
         self._local_members: dict[str, list[object]] = {}  # kind -> its engines that run here
+        # The school key store (set by the app): turns an engine's `key_id` option into its key,
+        # read when the engine loads, so the key never sits in the environment or the settings.
+        self.resolve_key: Callable[[str], Awaitable[SecretStr]] | None = None
         self._local_engines: Engines | None = None
 
     @property
@@ -84,12 +89,24 @@ class EngineHub:
             say(f"[{step}/5] loading {role}: {spec.description} ...")
             started = time.perf_counter()
             # Loading reads hundreds of MB; keep the loop free so /healthz answers meanwhile.
-            engine = await asyncio.to_thread(spec.load, e.options_for(name))
+            options = await self._with_school_key(e.options_for(name))
+            engine = await asyncio.to_thread(spec.load, options)
+            if getattr(options, "key_id", None) is not None:
+                engine.key_id = options.key_id  # type: ignore[attr-defined]  # its use is the key's (caps)
             engines.append(engine)
             if spec.runs_locally(e.options_for(name)):
                 self._local_members.setdefault(kind, []).append(engine)
             say(f"[{step}/5] {role} ready in {time.perf_counter() - started:.1f} s")
         return fallback_chain(kind, engines, cooldown_s=e.fallback_cooldown_s, on_fallback=self.on_fallback)
+
+    async def _with_school_key(self, options: BaseModel) -> BaseModel:
+        """The options with the key a `key_id` names filled in from the key store (under privacy
+        mode the store refuses). Without a store, the adapter says what to configure instead."""
+        key_id = getattr(options, "key_id", None)
+        if key_id is None or self.resolve_key is None:
+            return options
+        field = "api_key" if "api_key" in type(options).model_fields else "key"
+        return options.model_copy(update={field: await self.resolve_key(key_id)})
 
     def engines_for(self, classroom_id: str | None) -> Engines:
         """The engines a session may use: all of them, or for a classroom held to privacy mode only
