@@ -225,3 +225,37 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory):
     running = start_llama_server(tmp_path_factory.mktemp("llama-server"))
     yield running
     running.stop()
+
+
+# ------------------------------------------------------------------ no key in any captured output
+
+# The school keys, provider keys and secrets the tests store, send or configure (parts of them,
+# enough to be unique). Keys must never appear in logs, API responses or error messages: beyond the
+# tests that look for them where they might leak, the captured output and logs of every test of
+# the run are searched, and a run where one shows up fails.
+TEST_KEYS = (
+    "azure-openai-key-NEVER-SHOWN",
+    "azure-openai-key-ALSO-HIDDEN",
+    "azure-speech-key-TEST-0123",
+    "azure-speech-key-NEXT-fedc",
+    "school-azure-key-IN-NO-LOG",
+    "sk-school-key-9f8e7d6c5b4a",
+    "sk-school-audio-key-1a2b",
+    "sk-school-0123456789abcdef",
+    "doctor-test-secret-key",
+)
+_leaks: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for section, content in report.sections:  # captured stdout, stderr and log, every outcome
+        for key in TEST_KEYS:
+            found = f"{report.nodeid} ({section}): {key}"
+            if key in content and found not in _leaks:  # a phase's report repeats earlier sections
+                _leaks.append(found)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _leaks:
+        print("\nA test key appeared in captured output or logs:\n  " + "\n  ".join(_leaks), file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
