@@ -147,7 +147,9 @@ async def test_speech_streams_back_as_24_khz_pcm_and_whisper_hears_the_words(
     assert np.sqrt(np.mean(samples**2)) > 300 and np.abs(samples).max() > 3000  # speech, not silence
     assert len(pcm) == speech_server.calls[-1].audio_bytes  # everything the server sent, nothing more
     text = normalise((await whisper.transcribe(heard(pcm, 24_000))).text)
-    assert "seven times eight" in text and "well done" in text, text
+    # Piper samples its voice afresh each time; tiny.en sometimes hears "eight" as "a", so the
+    # check is on words it never confused.
+    assert "seven times" in text and "fifty six" in text and "well done" in text, text
     call = speech_server.calls[-1]
     # No speed at the normal rate.
     assert call.fields == {"model": "piper-joe-medium", "input": said, "voice": "alloy", "response_format": "pcm"}
