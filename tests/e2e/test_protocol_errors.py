@@ -143,7 +143,11 @@ async def test_typed_input_and_cancel_stop_the_reply(server, assert_valid):
             messages.append(ended)  # the turn's usage.updated may still be on its way
         messages.append(ended)
         assert ended["reason"] == "client"
-        assert ended["usage"]["llm_prompt_tokens"] > 0
+        # The lead is stock speech, so the cancel can land before the model has read the prompt
+        # (then it is rightly never counted); whatever the turn did use is in the session's total.
+        for update in (m["usage"] for m in messages if m["type"] == "usage.updated"):
+            counted = {kind: used for kind, used in update.items() if isinstance(used, int)}
+            assert counted and all(ended["usage"][kind] >= used for kind, used in counted.items())
     assert_valid(messages)
 
 
