@@ -167,3 +167,122 @@ cap_overrides = Table(
         name="session_caps_in_units",
     ),
 )
+
+SESSION_STATUSES = ("live", "paused", "ended")
+SPEAKERS = ("student", "tutor")
+
+# A teacher's class (voice_server/classrooms/). Students join it with `join_code`; its sessions
+# get its personas, its per-session caps and its end-of-turn patience. `retention_days` is how
+# long its transcripts are kept. A closed classroom (closed_at set) takes no one and runs nothing.
+classrooms = Table(
+    "classrooms",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("teacher_id", String(64), nullable=False),
+    Column("join_code", String(16), nullable=False),
+    # JSON list of persona ids; every persona when empty.
+    Column("personas", Text, nullable=False),
+    Column("stt_audio_ms", BigInteger, nullable=True),
+    Column("llm_tokens", BigInteger, nullable=True),
+    Column("tts_chars", BigInteger, nullable=True),
+    Column("patience_ms", Integer, nullable=True),
+    Column("retention_days", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    PrimaryKeyConstraint("id"),
+    Index(None, "join_code", unique=True),
+    Index(None, "teacher_id"),
+    CheckConstraint("retention_days >= 1 AND retention_days <= 3650", name="retention_in_range"),
+)
+
+# A student who joined a classroom: the opaque id in their token, and the nickname the teacher
+# sees (optional, kept only here and deleted with the student's data).
+classroom_students = Table(
+    "classroom_students",
+    metadata,
+    Column("student_id", String(64), nullable=False),
+    Column("classroom_id", String(64), nullable=False),
+    Column("nickname", String(40), nullable=True),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("student_id"),
+    Index(None, "classroom_id"),
+)
+
+# Every classroom session, on any replica: what the console lists, and where a teacher's command
+# for it is carried out (`instance`).
+classroom_sessions = Table(
+    "classroom_sessions",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("classroom_id", String(64), nullable=False),
+    Column("student_id", String(64), nullable=False),
+    Column("persona", String(64), nullable=False),
+    Column("instance", String(128), nullable=False),
+    Column("status", String(8), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("end_reason", String(32), nullable=True),
+    PrimaryKeyConstraint("session_id"),
+    CheckConstraint(f"status IN {SESSION_STATUSES!r}", name="known_status"),
+    Index(None, "classroom_id", "status"),
+    Index(None, "student_id"),
+    Index(None, "started_at"),
+)
+
+# What was said, as heard: the student's transcript and the tutor's reply cut where it was
+# interrupted. Kept for the classroom's retention period, then purged.
+transcript_lines = Table(
+    "transcript_lines",
+    metadata,
+    Column("session_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("turn_id", String(64), nullable=False),
+    Column("classroom_id", String(64), nullable=True),
+    Column("student_id", String(64), nullable=True),
+    Column("speaker", String(8), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("interrupted", Boolean, nullable=False),
+    Column("said_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("session_id", "seq"),
+    CheckConstraint(f"speaker IN {SPEAKERS!r}", name="known_speaker"),
+    Index(None, "said_at"),
+    Index(None, "student_id"),
+    Index(None, "classroom_id", "said_at"),
+)
+
+# A teacher's one-line note to the tutor about one student's session. Its own table, not the
+# audit log's, so that deleting a student's data deletes the notes about them too.
+guidance_notes = Table(
+    "guidance_notes",
+    metadata,
+    Column("id", String(64), nullable=False),
+    Column("session_id", String(64), nullable=False),
+    Column("classroom_id", String(64), nullable=False),
+    Column("student_id", String(64), nullable=False),
+    Column("teacher_id", String(64), nullable=False),
+    Column("text", String(300), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index(None, "student_id"),
+    Index(None, "created_at"),
+)
+
+# Every teacher and admin action: append-only (no route updates or deletes a row). `detail` is
+# JSON of opaque ids and settings, never a student's words or a note's text.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_id", String(64), nullable=False),
+    Column("actor_role", String(16), nullable=False),
+    Column("action", String(48), nullable=False),
+    Column("classroom_id", String(64), nullable=True),
+    Column("session_id", String(64), nullable=True),
+    Column("target_id", String(64), nullable=True),
+    Column("detail", Text, nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index(None, "at"),
+    Index(None, "classroom_id", "at"),
+)
