@@ -59,7 +59,8 @@ def _as(http: TestClient, role: Role, subject: str, classroom: str | None = None
 
 def _create(http: TestClient, **body: Any) -> dict[str, Any]:
     response = http.post(
-        "/api/v1/classrooms", headers=_as(http, Role.TEACHER, TEACHER),
+        "/api/v1/classrooms",
+        headers=_as(http, Role.TEACHER, TEACHER),
         json={"name": "Year 4 maths", "personas": [PERSONA], **body},
     )
     assert response.status_code == 201, response.text
@@ -91,7 +92,9 @@ def _audit(http: TestClient) -> list[dict[str, Any]]:
 def test_a_teacher_creates_a_classroom_and_a_student_joins_it_with_the_code(http: TestClient) -> None:
     room = _create(http, caps={"llm_tokens": 5000}, patience_ms=4000, retention_days=14)
     assert len(room["join_code"]) == 6 and room["join_code"].isupper()
-    assert room["personas"] == [PERSONA] and room["caps"]["llm_tokens"] == 5000 and room["retention_days"] == 14
+    assert (
+        room["personas"] == [PERSONA] and room["caps"]["llm_tokens"] == 5000 and room["retention_days"] == 14
+    )
 
     # Typed as a child would: lower case, with a space.
     code = room["join_code"].lower()
@@ -115,7 +118,10 @@ def test_each_teacher_sees_only_their_own_classrooms(http: TestClient) -> None:
     ).json()
     listed = http.get("/api/v1/classrooms", headers=_as(http, Role.TEACHER, TEACHER)).json()
     assert [r["id"] for r in listed] == [mine["id"]]
-    assert http.get(f"/api/v1/classrooms/{theirs['id']}", headers=_as(http, Role.TEACHER, TEACHER)).status_code == 403
+    assert (
+        http.get(f"/api/v1/classrooms/{theirs['id']}", headers=_as(http, Role.TEACHER, TEACHER)).status_code
+        == 403
+    )
     everything = http.get("/api/v1/classrooms", headers=_as(http, Role.ADMIN, ADMIN)).json()
     assert {r["id"] for r in everything} == {mine["id"], theirs["id"]}
 
@@ -189,7 +195,13 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
     assert ended.status_code == 409
 
     actions = [(e["action"], e["session_id"]) for e in _audit(http)]
-    for action in ("session.pause", "session.resume", "session.guidance", "session.caps_changed", "session.end"):
+    for action in (
+        "session.pause",
+        "session.resume",
+        "session.guidance",
+        "session.caps_changed",
+        "session.end",
+    ):
         assert (action, session_id) in actions
     guidance = next(e for e in _audit(http) if e["action"] == "session.guidance")
     assert note not in json.dumps(guidance)  # the note's text is the student's data, not the audit's
@@ -199,7 +211,9 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
     async def stored() -> tuple[list[Any], list[Any]]:
         async with database.connect() as connection:
             notes = (await connection.execute(select(guidance_notes.c.text))).all()
-            lines = (await connection.execute(select(transcript_lines.c.speaker, transcript_lines.c.text))).all()
+            lines = (
+                await connection.execute(select(transcript_lines.c.speaker, transcript_lines.c.text))
+            ).all()
         return list(notes), list(lines)
 
     notes, lines = http.portal.call(stored)  # type: ignore[attr-defined]
@@ -214,9 +228,13 @@ def test_another_teacher_a_student_or_nobody_cannot_use_the_console(http: TestCl
     other = _as(http, Role.TEACHER, OTHER_TEACHER)
     base = f"/api/v1/classrooms/{room['id']}"
     routes = [
-        ("GET", base, None), ("GET", f"{base}/sessions", None), ("GET", f"{base}/events", None),
-        ("POST", f"{base}/close", None), ("POST", f"{base}/sessions/sess_x/pause", None),
-        ("POST", f"{base}/sessions/sess_x/resume", None), ("POST", f"{base}/sessions/sess_x/end", None),
+        ("GET", base, None),
+        ("GET", f"{base}/sessions", None),
+        ("GET", f"{base}/events", None),
+        ("POST", f"{base}/close", None),
+        ("POST", f"{base}/sessions/sess_x/pause", None),
+        ("POST", f"{base}/sessions/sess_x/resume", None),
+        ("POST", f"{base}/sessions/sess_x/end", None),
         ("POST", f"{base}/sessions/sess_x/guidance", {"text": "hi"}),
         ("PUT", f"{base}/sessions/sess_x/caps", {"llm_tokens": 1}),
     ]
