@@ -187,6 +187,7 @@ async def delete_student_data(
     for a student who joined with the classroom's code that is everything of theirs.
 
     Returns rows deleted per table, and under `usage_records` the rows anonymised."""
+
     def scoped(column: ColumnElement[str | None]) -> ColumnElement[bool]:
         return true() if classroom_id is None else column == classroom_id
 
