@@ -116,6 +116,12 @@ ENDPOINTS = [
         )
     ),
     Endpoint("GET", "/api/v1/audit", ADMINS),
+    # Deletion on request: a student's data by their classroom's teacher, a whole classroom's by admins.
+    Endpoint("DELETE", f"{ROOMS}/{OWN}/students/stu_x/data", TEACHERS,
+             route=f"{ROOMS}/{{classroom_id}}/students/{{student_id}}/data"),
+    Endpoint("DELETE", f"{ROOMS}/{OTHER}/students/stu_x/data", ADMINS,
+             route=f"{ROOMS}/{{classroom_id}}/students/{{student_id}}/data"),
+    Endpoint("DELETE", f"{ROOMS}/{OWN}/data", ADMINS, route=f"{ROOMS}/{{classroom_id}}/data"),
 ]
 PUBLIC = {"/healthz", "/readyz", "/v1/protocol.json", "/openapi.json", "/docs", "/docs/oauth2-redirect",
           "/redoc", "/v1/auth/sign-in", "/v1/auth/redeem", "/v1/auth/join", "/privacy"}

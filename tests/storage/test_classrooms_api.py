@@ -7,6 +7,7 @@ browser test (tests/e2e/test_teacher_console_browser.py) runs the same flow on t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,15 @@ def _until(ws: Any, kind: str) -> list[dict[str, Any]]:
             seen.append(json.loads(text))
             if seen[-1]["type"] == kind:
                 return seen
+
+
+def _eventually(probe: Any, timeout_s: float = 10.0) -> Any:
+    """The probe's first non-None answer; fails after a generous timeout (not a speed check)."""
+    deadline = time.monotonic() + timeout_s
+    while (answer := probe()) is None:
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
+    return answer
 
 
 def _audit(http: TestClient) -> list[dict[str, Any]]:
@@ -161,7 +171,13 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
         ws.send_json({"type": "input.text", "text": "What is two plus two?"})
         done = _until(ws, "turn.done")[-1]
 
-        view = http.get(base, headers=teacher).json()
+        # The console's view is made from the session's events, which cross the event bus (with
+        # PostgreSQL, a round trip through the database): it catches up within moments.
+        def caught_up() -> list[dict[str, Any]] | None:
+            view = http.get(base, headers=teacher).json()
+            return view if view and view[0]["turns"] and len(view[0]["transcript"]) >= 2 else None
+
+        view = _eventually(caught_up)
         assert [s["session_id"] for s in view] == [session_id]
         assert view[0]["nickname"] == "Sam" and view[0]["status"] == "live"
         said = [(line["speaker"], line["text"]) for line in view[0]["transcript"]]
@@ -189,8 +205,12 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
         assert http.post(f"{base}/{session_id}/end", headers=teacher).status_code == 202
         assert _until(ws, "session.ended")[-1]["reason"] == "teacher"
 
-    after = http.get(base, headers=teacher).json()
-    assert after[0]["status"] == "ended" and after[0]["end_reason"] == "teacher"
+    def ended_in_database() -> list[dict[str, Any]] | None:
+        view = http.get(base, headers=teacher).json()
+        return view if view[0]["status"] == "ended" else None
+
+    after = _eventually(ended_in_database)
+    assert after[0]["end_reason"] == "teacher"
     ended = http.post(f"{base}/{session_id}/pause", headers=teacher)
     assert ended.status_code == 409
 

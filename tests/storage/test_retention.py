@@ -331,7 +331,11 @@ def test_deleting_a_students_data_removes_every_row_of_theirs_and_leaves_one_aud
         "anonymised": {"usage_records": 3},
     }
     after = api.rows()
-    # No row of any table names the student, their nickname, their sessions or their notes...
+    # Their tokens were revoked first, so nothing more of theirs is written: that record (an
+    # opaque id and a time, gone once every token it refuses would have expired) is all that
+    # names them. No other row names the student, their nickname, their sessions or their notes...
+    revoked = after.pop("subject_revocations")
+    assert [r["subject"] for r in revoked] == ["stu_1"]
     assert mentions(after, *STU_1_TRACES) == []
     left = {r["session_id"] for r in after["transcript_lines"] + after["classroom_sessions"]}
     assert not {"s_1a", "s_1b"} & left

@@ -12,7 +12,9 @@ with the counts as detail: the audit log keeps that a deletion happened, never w
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -21,9 +23,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from voice_server.auth.guard import AuthError, require
+from voice_server.auth.guard import AuthError, authenticator, require
 from voice_server.auth.tokens import Claims, Role
-from voice_server.classrooms import audit, retention
+from voice_server.classrooms import audit, retention, store
 from voice_server.http_errors import error_response
 from voice_server.store.schema import (
     classroom_sessions,
@@ -34,6 +36,8 @@ from voice_server.store.schema import (
 )
 
 log = logging.getLogger(__name__)
+# How long a deletion waits for the sessions it ended to report their end.
+END_WAIT_S = 3.0
 
 router = APIRouter(prefix="/api/v1/classrooms", tags=["classrooms"])
 TeacherOrAdmin = Annotated[Claims, Depends(require(Role.TEACHER, Role.ADMIN))]
@@ -95,6 +99,12 @@ async def delete_student_data(
     # A teacher deletes what is stored under their classroom (for a student who joined with its
     # code, everything of theirs); an admin everything of that student id, in any classroom.
     scope = None if claims.role is Role.ADMIN else classroom_id
+    # Nothing of theirs may be written after the deletion: their tokens stop working and their
+    # running sessions end (and report their last lines) first.
+    auth = authenticator(request)
+    if auth.revocations is not None:
+        await auth.revocations.revoke_subject(student_id)
+    await _end_live_sessions(request, classroom_id, student_id)
     counts = await retention.delete_student_data(engine, student_id, classroom_id=scope)
     out = _out(counts)
     await audit.record(
@@ -116,6 +126,8 @@ async def delete_classroom_data(
     engine = _engine(request)
     if await _teacher_of(engine, classroom_id) is None:
         return _no_classroom()
+    await store.close_classroom(engine, classroom_id)  # nobody joins or starts a session meanwhile
+    await _end_live_sessions(request, classroom_id)
     counts = await retention.delete_classroom_data(engine, classroom_id)
     out = _out(counts)
     await audit.record(
@@ -124,6 +136,24 @@ async def delete_classroom_data(
     )
     log.info("data of classroom %s deleted by %s: %s", classroom_id, claims.subject, counts)
     return out
+
+
+async def _end_live_sessions(request: Request, classroom_id: str, student_id: str | None = None) -> None:
+    """End the classroom's (or one student's) running sessions wherever they run, and wait a
+    moment for them to report their end, so their last transcript lines land before the delete."""
+    engine = _engine(request)
+    live = request.app.state.classrooms
+
+    async def running() -> list[str]:
+        since = datetime.now(UTC)
+        rows = await store.sessions_of(engine, classroom_id, ended_since=since)
+        return [r.session_id for r in rows if r.status != "ended" and student_id in (None, r.student_id)]
+
+    for session_id in await running():
+        await live.command(session_id, "end", reason="classroom_closed" if student_id is None else "teacher")
+    deadline = asyncio.get_running_loop().time() + END_WAIT_S
+    while await running() and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
 
 
 def _engine(request: Request) -> AsyncEngine:
