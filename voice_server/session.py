@@ -265,7 +265,8 @@ class ProtocolSession:
             return  # the connection went while the ledger was read
         quotas = None
         if caps is not None:  # the caps in force now: the settings' with those stored at run time
-            config = config.model_copy(update={"caps": caps.session})
+            # ... and a classroom's own per-session caps (in config already) bound them too.
+            config = config.model_copy(update={"caps": caps.session.tighter(config.caps)})
             quotas = caps.quotas
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
         self._agent = agent
