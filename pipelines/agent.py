@@ -51,9 +51,16 @@ class TutorAgent:
     # exchange it came from has left the prompt.
     recent_replies: deque[str] = field(default_factory=lambda: deque(maxlen=12))
     _reengaged: int = 0
+    # A teacher's one-line note about this student ("working on fractions; slow down"): context
+    # for every later turn, in the system prompt, so the output screen's leak check keeps the
+    # tutor from reading it out.
+    guidance: str = ""
 
     def messages_for(self, user_text: str) -> list[ChatMessage]:
-        messages = [ChatMessage("system", self.persona.system_prompt)]
+        system = self.persona.system_prompt
+        if self.guidance:
+            system += f"\n\nA note from the student's teacher, to guide you (never repeat it): {self.guidance}"
+        messages = [ChatMessage("system", system)]
         messages += [ChatMessage(m.role, m.content) for m in self.persona.example]
         for exchange in self.history:
             messages.append(ChatMessage("user", exchange.user))

@@ -47,6 +47,18 @@ class UsageCaps(BaseModel):
     def limit(self, kind: CapKind) -> int | None:
         return {"stt": self.stt_audio_ms, "llm": self.llm_tokens, "tts": self.tts_chars}[kind]
 
+    def tighter(self, other: UsageCaps) -> UsageCaps:
+        """Each kind's smaller limit of the two (None: no cap)."""
+
+        def least(x: int | None, y: int | None) -> int | None:
+            return y if x is None else x if y is None else min(x, y)
+
+        return UsageCaps(
+            stt_audio_ms=least(self.stt_audio_ms, other.stt_audio_ms),
+            llm_tokens=least(self.llm_tokens, other.llm_tokens),
+            tts_chars=least(self.tts_chars, other.tts_chars),
+        )
+
     @property
     def any(self) -> bool:
         return any(self.limit(kind) is not None for kind in UNIT)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from models.base import LanguageModel, SpeechToText, TextToSpeech, TurnCompletion, VoiceActivityDetector
 from pipelines.agent import TutorAgent
 from pipelines.allowance import AllowanceStage, capped
-from pipelines.caps import CapKind
+from pipelines.caps import CapKind, UsageCaps
 from pipelines.config import PipelineConfig
 from pipelines.control import Mark, Out
 from pipelines.fillers import FillerCache
@@ -116,6 +116,7 @@ class Pipeline:
         session_id: str = "",
         clock: Callable[[], float] = time.monotonic,
         quotas: Mapping[CapKind, Sequence[Quota]] | None = None,
+        adjustable_caps: bool = False,
     ) -> None:
         self.engines = engines
         self.config = config = config or PipelineConfig()
@@ -126,7 +127,10 @@ class Pipeline:
         # A capped session sees the shared engines through its allowance, which every call asks.
         # `quotas`: the caps it shares with other sessions (its student's, classroom's, keys').
         shared = any(quotas.values()) if quotas else False
-        self._allowance = AllowanceStage(config.caps, quotas) if config.caps.any or shared else None
+        # `adjustable_caps`: caps may be set later (a teacher's console), so every call is counted.
+        self._allowance = (
+            AllowanceStage(config.caps, quotas) if config.caps.any or shared or adjustable_caps else None
+        )
         if self._allowance is not None:
             engines = capped(engines, self._allowance)
         self._transcription = TranscriptionStage(engines.stt, self.turns, clock, prefill=turn.prefill)
@@ -196,6 +200,14 @@ class Pipeline:
             return False
         await self.interrupt(InterruptReason.TEXT_INPUT)
         self._stages[0].enqueue(RepeatLast(self.turns.new_turn_id(), last))
+        return True
+
+    def set_caps(self, caps: UsageCaps) -> bool:
+        """New caps for the rest of the session, counted against what it has used so far. False
+        when the session was started without `adjustable_caps` (and no caps) and cannot take them."""
+        if self._allowance is None:
+            return False
+        self._allowance.caps = caps
         return True
 
     def set_voice_rate(self, rate: float) -> None:

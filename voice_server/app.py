@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -31,6 +31,9 @@ from voice_server.auth.guard import Authenticator, AuthError, check_open_mode, r
 from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import Claims, Role
 from voice_server.auth.websocket import admit_websocket
+from voice_server.classrooms import routes as classroom_routes
+from voice_server.classrooms.bus import bus_for
+from voice_server.classrooms.live import ClassroomLive
 from voice_server.engines import EngineHub
 from voice_server.http_errors import validation_error
 from voice_server.keys.resolver import ProviderKeys
@@ -79,7 +82,13 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     prices = settings.billing.load_prices()
     # Caps per student, classroom and key, shared by their sessions in this process.
     shared_caps = SharedCaps(settings.billing, prices, ledger)
-    webrtc = WebRtcManager(settings, hub, metrics, admission, ledger=ledger, shared_caps=shared_caps)
+    # Classroom events and teachers' commands cross replicas through the database itself
+    # (PostgreSQL LISTEN/NOTIFY); with SQLite there is one process, and they stay in it.
+    bus = bus_for(storage.database_url, database)
+    classrooms = ClassroomLive(database, bus, instance=storage.instance)
+    webrtc = WebRtcManager(
+        settings, hub, metrics, admission, ledger=ledger, shared_caps=shared_caps, classrooms=classrooms
+    )
     schema = protocol_schema()
 
     @contextlib.asynccontextmanager
@@ -87,6 +96,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         # A new database gets its schema; an outdated one stops the start (`serve` says how to fix it).
         await ensure_schema(database)
         await ledger.start()
+        await bus.start()
+        await classrooms.start()
         async def load() -> None:
             try:
                 await hub.load()
@@ -106,6 +117,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             lag_watch.cancel()
             await webrtc.aclose()
             await hub.aclose()
+            await classrooms.aclose()
+            await bus.aclose()
             await ledger.aclose()  # after the sessions closed: their last units are written
             await database.dispose()
 
@@ -122,6 +135,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.database = database
     app.state.prices = prices
     app.state.shared_caps = shared_caps
+    app.state.classrooms = classrooms
     app.state.keys = ProviderKeys(
         database, lambda: server_secrets(settings.secrets, storage.data_dir),
         privacy_mode=settings.privacy.mode,
@@ -205,7 +219,8 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             return
         who = None if auth.open else attribution_of(claims)  # open mode: nobody signed in
         await serve_websocket(
-            websocket, settings, hub, admission, metrics, ledger=ledger, who=who, shared_caps=shared_caps
+            websocket, settings, hub, admission, metrics, ledger=ledger, who=who, shared_caps=shared_caps,
+            classrooms=classrooms,
         )
 
     app.include_router(usage_router, dependencies=admin_only)
@@ -215,6 +230,13 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.include_router(auth_routes.router)
     app.include_router(auth_routes.admin_router, dependencies=admin_only)
     app.include_router(keys_router, dependencies=admin_only)
+    # Classrooms check roles themselves: teachers their own, admins all; joining is public.
+    app.include_router(classroom_routes.router)
+
+    @app.get("/privacy", tags=["ops"], openapi_extra=_PUBLIC, include_in_schema=True)
+    async def privacy() -> Response:
+        """The written retention statement: what is kept, for how long, and what never is."""
+        return FileResponse(WEB_CLIENT_DIR / "privacy.html", media_type="text/html")
 
     # The browser client: static files, no build step, no CDN.
     app.mount("/", StaticFiles(directory=WEB_CLIENT_DIR, html=True), name="web_client")

@@ -34,7 +34,8 @@ assert set(InputRate.__args__) == set(SUPPORTED_INPUT_RATES)  # type: ignore[att
 
 # The fixed-value lists are the pipeline's (pipelines/frames.py), defined once there.
 ReportedBudgetStage = BudgetStage
-EndReason = Literal["client", "server_shutdown", "error"]
+# "teacher": the classroom's teacher ended it; "classroom_closed": the teacher closed the classroom.
+EndReason = Literal["client", "server_shutdown", "error", "teacher", "classroom_closed"]
 
 
 class _Message(BaseModel):
@@ -329,6 +330,19 @@ class TurnDoneMsg(_Message):
     safety: list[SafetyEventMsg] = Field(default_factory=list, description="Safety events of this turn")
 
 
+class SessionPausedMsg(_Message):
+    """The classroom's teacher paused the session: the reply in flight stopped, and the student's
+    audio and typed text are ignored (typed text gets error `session_paused`) until
+    session.resumed."""
+
+    type: Literal["session.paused"] = "session.paused"
+    reason: Literal["teacher"] = "teacher"
+
+
+class SessionResumedMsg(_Message):
+    type: Literal["session.resumed"] = "session.resumed"
+
+
 class SessionEndedMsg(_Message):
     type: Literal["session.ended"] = "session.ended"
     session_id: str
@@ -406,6 +420,8 @@ ServerMessage = Annotated[
     | BudgetExceededMsg
     | SafetyFlagMsg
     | TurnDoneMsg
+    | SessionPausedMsg
+    | SessionResumedMsg
     | SessionEndedMsg
     | UsageUpdatedMsg
     | UsageCapReachedMsg

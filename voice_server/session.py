@@ -25,7 +25,10 @@ from pipelines.frames import Interrupted, PipelineEvent, ReplyAudio
 from pipelines.personas import PERSONAS, Persona
 from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.pipeline import Pipeline
+from pipelines.caps import UsageCaps
 from voice_server import __version__, outbound, protocol
+from voice_server.classrooms import store as classroom_store
+from voice_server.classrooms.live import ClassroomLive, SessionWatch
 from voice_server.engines import EngineHub
 from voice_server.ledger.caps import SessionCaps, SharedCaps, with_engine_keys
 from voice_server.ledger.records import Attribution
@@ -70,6 +73,8 @@ class ProtocolSession:
         ledger: UsageLedger | None = None,
         who: Attribution | None = None,
         shared_caps: SharedCaps | None = None,
+        classrooms: ClassroomLive | None = None,
+        hang_up: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -93,6 +98,13 @@ class ProtocolSession:
         self._out_resampler: PcmResampler | None = None
         self._outbound = outbound.Context(out_rate=0)
         self.ended = False
+        # A classroom session: its teacher's console follows it and can pause, resume or end it
+        # (the transport's `hang_up` then closes the connection).
+        self._classrooms = classrooms
+        self._hang_up = hang_up
+        self._watch: SessionWatch | None = None
+        self._agent: TutorAgent | None = None
+        self.paused = False
 
     @property
     def started(self) -> bool:
@@ -136,6 +148,8 @@ class ProtocolSession:
             finally:  # a client already gone still used what it used
                 if self._ledger is not None and self.session_id is not None:
                     await self._ledger.end_session(self.session_id)
+                if self._watch is not None:
+                    await self._watch.ended(reason)
 
     async def abort(self, code: ErrorCode, message: str) -> None:
         """End the session with a fatal error; the transport hangs up after this."""
@@ -157,7 +171,7 @@ class ProtocolSession:
     def on_audio_16k(self, pcm16: bytes) -> None:
         """Audio a transport decoded itself, already 16 kHz mono PCM16 (WebRTC). Microphones
         stream before the client starts its session; until then the audio is dropped."""
-        if self.pipeline is not None and not self.ended:
+        if self.pipeline is not None and not self.ended and not self.paused:
             self.pipeline.push_audio(pcm16)
 
     async def _guarded(self, handle: Callable[[Any], Awaitable[None]], data: Any) -> None:
@@ -181,6 +195,8 @@ class ProtocolSession:
         pipeline = self.pipeline
         if pipeline is None:
             raise ProtocolError("session_not_started", f"Send session.start before {message.type}.")
+        if self.paused and isinstance(message, (protocol.InputText, protocol.ResponseRepeat)):
+            raise ProtocolError("session_paused", "Your teacher paused the session; wait until it goes on.")
         if isinstance(message, protocol.InputText):
             await pipeline.submit_text(self._checked_text(message.text))
         elif isinstance(message, protocol.ResponseCancel):
@@ -199,6 +215,8 @@ class ProtocolSession:
             raise ProtocolError("session_not_started", "Send session.start before audio frames.")
         if len(frame) % 2:
             raise ProtocolError("invalid_audio_frame", "PCM16 frames must have an even number of bytes.")
+        if self.paused:
+            return  # the teacher paused the session: the microphone is not heard
         self.pipeline.push_audio(self._in_resampler.process(frame))
 
     def _checked_text(self, text: str) -> str:
@@ -219,14 +237,22 @@ class ProtocolSession:
             raise ProtocolError("server_not_ready", "Models are still loading; try again shortly.")
         # A classroom held to privacy mode gets only the engines that run on this machine.
         engines = self.hub.engines_for(self._who.classroom_id)
+        room = await self._classroom()
         persona_id = start.persona or self.settings.default_persona
+        if room is not None and start.persona is None and not room.allows(persona_id):
+            persona_id = room.personas[0]  # the classroom's first tutor is its default
         persona = PERSONAS.get(persona_id)
         if persona is None:
             raise ProtocolError(
                 "unknown_persona",
                 f"Unknown persona {protocol._quote(persona_id)}; known: {', '.join(PERSONAS)}.",
             )
-        config = self._pipeline_config(start)
+        if room is not None and not room.allows(persona.id):
+            raise ProtocolError(
+                "persona_not_allowed",
+                f"This classroom's tutors are {', '.join(room.personas)}; {protocol._quote(persona.id)} is not one.",
+            )
+        config = self._pipeline_config(start, room)
         agent = TutorAgent(persona=_with_reply_limit(persona, self.settings.max_reply_tokens))
         in_rate = self._fixed_input_rate or start.input_audio.sample_rate
         out_rate = self._fixed_output_rate or start.output_audio.sample_rate or engines.tts.sample_rate
@@ -242,9 +268,15 @@ class ProtocolSession:
             config = config.model_copy(update={"caps": caps.session})
             quotas = caps.quotas
         self.session_id = f"sess_{uuid.uuid4().hex[:16]}"
+        self._agent = agent
         self.pipeline = Pipeline(
-            engines, agent, self._on_event, config, session_id=self.session_id, quotas=quotas
+            engines, agent, self._on_event, config, session_id=self.session_id, quotas=quotas,
+            adjustable_caps=room is not None,  # a teacher may change a classroom session's caps
         )
+        if room is not None and self._classrooms is not None and self._who.student_id is not None:
+            self._watch = await self._classrooms.join(
+                self.session_id, room, self._who.student_id, persona.id, config.caps, self
+            )
         log.info("session %s started persona=%s in_rate=%d", self.session_id, persona.id, in_rate)
         await self._send(
             protocol.SessionStarted(
@@ -257,6 +289,52 @@ class ProtocolSession:
         )
         if self._on_started is not None:
             self._on_started()
+
+    async def _classroom(self) -> classroom_store.Classroom | None:
+        """The session's classroom (from the student's token), which must still be open."""
+        if self._classrooms is None or self._who.classroom_id is None:
+            return None
+        room = await classroom_store.get_classroom(self._classrooms.engine, self._who.classroom_id)
+        if room is None or not room.open:
+            raise ProtocolError("classroom_closed", "This classroom is closed. Ask your teacher for a new code.")
+        return room
+
+    # ------------------------------------------------------------------ the teacher's controls
+
+    async def pause(self) -> None:
+        if self.paused or self.ended or self.pipeline is None:
+            return
+        self.paused = True
+        await self.pipeline.cancel_reply()
+        await self._send(protocol.SessionPausedMsg())
+        if self._watch is not None:
+            self._watch.status("paused")
+
+    async def resume(self) -> None:
+        if not self.paused or self.ended:
+            return
+        self.paused = False
+        await self._send(protocol.SessionResumedMsg())
+        if self._watch is not None:
+            self._watch.status("live")
+
+    async def end_by(self, reason: str) -> None:
+        ended: protocol.EndReason = "classroom_closed" if reason == "classroom_closed" else "teacher"
+        await self.close(ended)
+        if self._hang_up is not None:
+            await self._hang_up()
+
+    def set_guidance(self, text: str) -> None:
+        """The teacher's note reaches the tutor's next turn as context, never as words to say:
+        it goes into the system prompt, whose runs of words the output screen refuses to speak."""
+        if self._agent is not None:
+            self._agent.guidance = text.strip()
+
+    def set_caps(self, caps: UsageCaps) -> None:
+        if self.pipeline is not None and not self.ended:
+            self.pipeline.set_caps(caps)
+            if self._watch is not None:
+                self._watch.caps(caps)
 
     async def _open_caps(self) -> SessionCaps | None:
         """Read once per session start: a cap changed later applies to later sessions only."""
@@ -272,7 +350,9 @@ class ProtocolSession:
                 "Usage records cannot be read right now, so no session can start; try again shortly.",
             ) from None
 
-    def _pipeline_config(self, start: protocol.SessionStart) -> PipelineConfig:
+    def _pipeline_config(
+        self, start: protocol.SessionStart, room: classroom_store.Classroom | None = None
+    ) -> PipelineConfig:
         """The session's pipeline settings: the server's, with what session.start overrides.
         Rules the schema cannot express (an action a stage cannot take) are refused here."""
         turn = self.settings.turn
@@ -283,16 +363,21 @@ class ProtocolSession:
         except ValueError as exc:  # pydantic's ValidationError included
             message = f"Invalid session.start: budgets: {_reason(exc)}."
             raise ProtocolError("invalid_message", message) from None
+        if room is not None and room.patience_ms is not None:
+            turn = turn.model_copy(update=_patience(turn, room.patience_ms))
         chosen = start.turn.model_dump(exclude_none=True)
         if chosen:
             try:
                 turn = TurnConfig.model_validate({**turn.model_dump(), **chosen})
             except ValueError as exc:
                 raise ProtocolError("invalid_message", f"Invalid session.start: turn: {_reason(exc)}.") from None
+        caps = self.settings.billing.session_caps
+        if room is not None:
+            caps = caps.tighter(room.caps)
         return PipelineConfig(
             turn=turn,
             budgets=budgets,
-            caps=self.settings.billing.session_caps,
+            caps=caps,
             playback_lead_ms=self.settings.playback_lead_ms,
             lesson_plans=self.settings.lesson_plans,
         )
@@ -306,6 +391,8 @@ class ProtocolSession:
     # ---------------------------------------------------------------------------------- output
 
     async def _send(self, message: BaseModel) -> None:
+        if self._watch is not None:
+            self._watch.seen(message)  # queues only: the console never slows the student down
         await self._send_text(encode(message))
 
     async def _on_event(self, event: PipelineEvent) -> None:
@@ -338,6 +425,17 @@ class ProtocolSession:
         pcm = self._out_resampler.process(event.pcm16)
         if pcm:
             await self._send_bytes(pcm)
+
+
+def _patience(turn: TurnConfig, patience_ms: int) -> dict[str, int]:
+    """A classroom's patience for a thinking student; after a question the tutor waits as much
+    longer as it does by default, and no pause is allowed to outlast either."""
+    question = min(30_000, patience_ms + max(0, turn.question_patience_ms - turn.patience_ms))
+    return {
+        "patience_ms": patience_ms,
+        "question_patience_ms": question,
+        "max_silence_ms": min(60_000, max(turn.max_silence_ms, question + 1000)),
+    }
 
 
 def _persona_info(persona: Persona) -> protocol.PersonaInfo:

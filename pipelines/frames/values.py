@@ -97,3 +97,8 @@ class ErrorCode(enum.StrEnum):
     ENGINE_TIMEOUT = "engine_timeout"
     CAP_REACHED = "cap_reached"
     INTERNAL_ERROR = "internal_error"
+    # Classrooms: the teacher paused the session; the classroom was closed (or the student left
+    # it); the classroom does not offer that tutor.
+    SESSION_PAUSED = "session_paused"
+    CLASSROOM_CLOSED = "classroom_closed"
+    PERSONA_NOT_ALLOWED = "persona_not_allowed"

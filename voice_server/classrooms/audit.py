@@ -20,6 +20,7 @@ from voice_server.auth.tokens import Claims
 from voice_server.store.schema import audit_log
 
 MAX_PAGE = 500
+SYSTEM_ACTOR = "system"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,7 @@ class AuditEntry:
 
 async def record(
     engine: AsyncEngine,
-    actor: Claims,
+    actor: Claims | None,
     action: str,
     *,
     classroom_id: str | None = None,
@@ -46,13 +47,14 @@ async def record(
     detail: Mapping[str, Any] | None = None,
     at: datetime | None = None,
 ) -> None:
-    """Append one entry. Call it in the same request as the action, after the action took effect."""
+    """Append one entry. Call it in the same request as the action, after the action took effect.
+    `actor` None is the server itself (a safety flag it raised, a session it ended on shutdown)."""
     async with engine.begin() as connection:
         await connection.execute(
             insert(audit_log).values(
                 at=at or datetime.now(UTC),
-                actor_id=actor.subject,
-                actor_role=actor.role.value,
+                actor_id=actor.subject if actor else SYSTEM_ACTOR,
+                actor_role=actor.role.value if actor else SYSTEM_ACTOR,
                 action=action,
                 classroom_id=classroom_id,
                 session_id=session_id,

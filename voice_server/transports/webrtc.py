@@ -29,12 +29,14 @@ from voice_server.ledger.records import Attribution
 from voice_server.ledger.writer import UsageLedger
 from voice_server.metrics import VoiceMetrics
 from voice_server.protocol import EndReason
+from voice_server.classrooms.live import ClassroomLive
 from voice_server.session import ProtocolSession
 from voice_server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WEBRTC_RATE = 48_000
+HANG_UP_GRACE_S = 0.5
 _SDP_LINE = re.compile(r"^[a-z]=[\x20-\x7e]*$")
 
 
@@ -148,6 +150,8 @@ class WebRtcPeer:
             ledger=manager.ledger,
             who=who,
             shared_caps=manager.shared_caps,
+            classrooms=manager.classrooms,
+            hang_up=self._hang_up,
             clear_audio=self.out_track.clear,
             on_started=slot.session_started,
             fixed_input_rate=16_000,
@@ -183,6 +187,15 @@ class WebRtcPeer:
                 self.connected.set()
             elif state in ("failed", "closed"):
                 await self.close("client")
+
+    async def _hang_up(self) -> None:
+        self._spawn(self._close_soon())
+
+    async def _close_soon(self) -> None:
+        # The session has ended and said so; a moment lets its last message leave the data
+        # channel before the connection goes.
+        await asyncio.sleep(HANG_UP_GRACE_S)
+        await self.close("client")
 
     async def _send_text(self, text: str) -> None:
         if self.channel is not None and self.channel.readyState == "open":
@@ -261,8 +274,10 @@ class WebRtcManager:
         *,
         ledger: UsageLedger | None = None,
         shared_caps: SharedCaps | None = None,
+        classrooms: ClassroomLive | None = None,
     ) -> None:
         self.settings = settings
+        self.classrooms = classrooms
         self.hub = hub
         self.metrics = metrics
         self.admission = admission

@@ -10,6 +10,7 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from voice_server.admission import Admission
+from voice_server.classrooms.live import ClassroomLive
 from voice_server.engines import EngineHub
 from voice_server.ledger.caps import SharedCaps
 from voice_server.ledger.records import Attribution
@@ -35,6 +36,7 @@ async def serve_websocket(
     ledger: UsageLedger | None = None,
     who: Attribution | None = None,
     shared_caps: SharedCaps | None = None,
+    classrooms: ClassroomLive | None = None,
 ) -> None:
     await websocket.accept()
     send_lock = asyncio.Lock()
@@ -66,7 +68,7 @@ async def serve_websocket(
 
     session = ProtocolSession(
         settings, hub, send_text, send_bytes, observe=metrics.observe, on_started=slot.session_started,
-        ledger=ledger, who=who, shared_caps=shared_caps,
+        ledger=ledger, who=who, shared_caps=shared_caps, classrooms=classrooms, hang_up=hang_up,
     )
     reason: EndReason = "client"
     try:
