@@ -322,7 +322,7 @@ ui.createForm.addEventListener("submit", async (event) => {
         llm_tokens: optionalWhole(ui.capLlm, "Answer tokens"),
         tts_chars: optionalWhole(ui.capTts, "Characters the tutor speaks"),
       },
-      patience_ms: optionalWhole(ui.patience, "End-of-turn patience", 1000),
+      patience_ms: patienceMs(),
       retention_days: retention ?? 30,
     };
   } catch (error) {
@@ -348,6 +348,14 @@ ui.createForm.addEventListener("submit", async (event) => {
   state.classrooms.push(room);
   location.hash = `#classroom/${encodeURIComponent(room.id)}`;
 });
+
+function patienceMs() {
+  const ms = optionalWhole(ui.patience, "End-of-turn patience", 1000);
+  if (ms !== null && (ms < 150 || ms > 30000)) {
+    throw new FieldError(ui.patience, "End-of-turn patience must be between 0.15 and 30 seconds.");
+  }
+  return ms;
+}
 
 // A code read out one character at a time ("K 7 P 2"), not as a word.
 function spell(code) {
@@ -747,25 +755,20 @@ function renderFlags(entry) {
   card.flagBadge.hidden = !flags.length;
   entry.card.root.classList.toggle("flagged", flags.length > 0);
   card.flagBadge.replaceChildren(el("span", { class: "flag-icon", "aria-hidden": "true", text: "⚠" }),
-    ` Safety flag${flags.length === 1 ? "" : `s: ${flags.length}`}`);
+    flags.length > 1 ? ` Safety flags: ${flags.length}` : " Safety flag");
   card.flagList.replaceChildren(...flags.map((flag) => el("li", { class: "safety-flag" },
     el("strong", { text: `${CATEGORY[flag.category] || flag.category}` }),
     ` ${DIRECTION[flag.direction] || ""} (turn ${turnNumber(entry.view, flag.turn_id)}). `,
     SAFETY_ACTION[flag.action] || "")));
 }
 
-// The transcript holds one line per speaker and turn; a line sent again whole replaces the old
-// one, a piece of it is added to it, and a reply cut by the student is marked where it stopped.
+// The transcript holds one line per speaker and turn, as heard: a line sent again for the same
+// turn (the student went on talking; the reply as finally heard) replaces the old one.
 function addLine(view, event) {
   const lines = view.transcript || (view.transcript = []);
-  const same = lines.find((l) => l.turn_id === event.turn_id && l.speaker === event.speaker);
-  if (!same) {
-    lines.push({ turn_id: event.turn_id, speaker: event.speaker, text: event.text, interrupted: !!event.interrupted });
-    return;
-  }
-  if (event.text.startsWith(same.text) || event.interrupted && same.text.startsWith(event.text)) same.text = event.text;
-  else if (!same.text.endsWith(event.text)) same.text = `${same.text} ${event.text}`;
-  same.interrupted = same.interrupted || !!event.interrupted;
+  const line = { turn_id: event.turn_id, speaker: event.speaker, text: event.text, interrupted: !!event.interrupted };
+  const at = lines.findIndex((l) => l.turn_id === line.turn_id && l.speaker === line.speaker);
+  if (at >= 0) lines[at] = line; else lines.push(line);
 }
 
 function turnNumber(view, turnId) {
