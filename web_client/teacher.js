@@ -732,8 +732,10 @@ function buildCard(view) {
       section("Budget events", `session-${n}-budget`, card.noBudget, card.budget)),
     el("section", { class: "part controls", "aria-labelledby": `session-${n}-controls` },
       el("h5", { id: `session-${n}-controls`, text: "Controls" }),
-      el("div", { class: "actions" }, card.pause, card.end),
-      card.noteForm, card.notesSent, card.capsForm));
+      card.over = el("p", { class: "hint", text: "The session has ended: there is nothing more to control.", hidden: true }),
+      card.controlsBody = el("div", {}, el("div", { class: "actions" }, card.pause, card.end), card.noteForm),
+      card.notesSent,
+      card.capsForm));
   return card;
 }
 
@@ -870,13 +872,15 @@ function renderControls(entry) {
     document.activeElement !== card.transcript;
   card.pause.replaceChildren(view.status === "paused" ? "Resume session" : "Pause session",
     hiddenText(` of ${studentName(view)}`));
-  for (const control of [card.pause, card.end, card.note, card.noteSend, card.capsSave,
-    ...Object.values(card.capInputs).map((c) => c.input)]) {
-    control.disabled = over;
-  }
+  // An ended session keeps what happened in it (and the notes sent) but no controls.
+  card.controlsBody.hidden = over;
+  card.capsForm.hidden = over;
+  card.over.hidden = !over;
   // A control that the teacher was on and that just went away: focus goes to the session's name.
   const active = document.activeElement;
-  if (hadFocus && (!active || active === document.body || active.disabled)) card.heading.focus();
+  if (hadFocus && (!active || active === document.body || !card.root.contains(active) || active.closest("[hidden]"))) {
+    card.heading.focus();
+  }
 }
 
 for (const input of [ui.createName, ui.retention]) {
