@@ -32,6 +32,8 @@ from voice_server.auth.revocation import Revocations
 from voice_server.auth.tokens import Claims, Role
 from voice_server.auth.websocket import admit_websocket
 from voice_server.classrooms import routes as classroom_routes
+from voice_server.classrooms.data_routes import router as classroom_data_router
+from voice_server.classrooms.retention import RetentionJob
 from voice_server.classrooms.bus import bus_for
 from voice_server.classrooms.live import ClassroomLive
 from voice_server.engines import EngineHub
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     # (PostgreSQL LISTEN/NOTIFY); with SQLite there is one process, and they stay in it.
     bus = bus_for(storage.database_url, database)
     classrooms = ClassroomLive(database, bus, instance=storage.instance)
+    retention = RetentionJob(database)  # transcripts past their classroom's period: at start, then hourly
     webrtc = WebRtcManager(
         settings, hub, metrics, admission, ledger=ledger, shared_caps=shared_caps, classrooms=classrooms
     )
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
         await ledger.start()
         await bus.start()
         await classrooms.start()
+        await retention.start()
         async def load() -> None:
             try:
                 await hub.load()
@@ -117,6 +121,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
             lag_watch.cancel()
             await webrtc.aclose()
             await hub.aclose()
+            await retention.aclose()
             await classrooms.aclose()
             await bus.aclose()
             await ledger.aclose()  # after the sessions closed: their last units are written
@@ -136,6 +141,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.state.prices = prices
     app.state.shared_caps = shared_caps
     app.state.classrooms = classrooms
+    app.state.retention = retention
     app.state.keys = ProviderKeys(
         database, lambda: server_secrets(settings.secrets, storage.data_dir),
         privacy_mode=settings.privacy.mode,
@@ -232,6 +238,7 @@ def create_app(settings: Settings | None = None, *, on_ready: Callable[[], None]
     app.include_router(keys_router, dependencies=admin_only)
     # Classrooms check roles themselves: teachers their own, admins all; joining is public.
     app.include_router(classroom_routes.router)
+    app.include_router(classroom_data_router)
 
     @app.get("/privacy", tags=["ops"], openapi_extra=_PUBLIC, include_in_schema=True)
     async def privacy() -> Response:

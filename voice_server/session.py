@@ -21,11 +21,11 @@ from pydantic_core import PydanticSerializationError
 
 from pipelines.agent import TutorAgent
 from pipelines.audio import PIPELINE_SAMPLE_RATE, SUPPORTED_INPUT_RATES, PcmResampler
+from pipelines.caps import UsageCaps
+from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.frames import Interrupted, PipelineEvent, ReplyAudio
 from pipelines.personas import PERSONAS, Persona
-from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.pipeline import Pipeline
-from pipelines.caps import UsageCaps
 from voice_server import __version__, outbound, protocol
 from voice_server.classrooms import store as classroom_store
 from voice_server.classrooms.live import ClassroomLive, SessionWatch

@@ -52,8 +52,38 @@ class AuthApp:
         return {"authorization": f"Bearer {self.token(role, **kwargs)}"}
 
 
+# Classrooms in the database: the matrix's teacher (subject test_teacher) created OWN_CLASSROOM,
+# another teacher OTHER_CLASSROOM; each has a session (the matrix's commands reach a live one).
+OWN_CLASSROOM, OTHER_CLASSROOM = "cls_own", "cls_other"
+OWN_SESSION, OTHER_SESSION = "sess_own", "sess_other"
+
+
+async def _seed_classrooms(app: FastAPI) -> None:
+    from datetime import UTC
+
+    from sqlalchemy import insert
+
+    from voice_server.store.schema import classroom_sessions, classrooms
+
+    now = datetime.now(UTC)
+    async with app.state.database.begin() as connection:
+        for room, teacher, code, session in (
+            (OWN_CLASSROOM, "test_teacher", "OWNAAA", OWN_SESSION),
+            (OTHER_CLASSROOM, "tch_someone_else", "OTHAAA", OTHER_SESSION),
+        ):
+            await connection.execute(insert(classrooms).values(
+                id=room, name=room, teacher_id=teacher, join_code=code, personas="[]",
+                retention_days=30, created_at=now,
+            ))
+            await connection.execute(insert(classroom_sessions).values(
+                session_id=session, classroom_id=room, student_id="stu_x", persona="p",
+                instance="elsewhere", status="live", started_at=now,
+            ))
+
+
 @pytest.fixture
 def auth_app(tmp_path: Path) -> Iterator[AuthApp]:
     app = make_app(tmp_path)
     with TestClient(app, base_url="http://127.0.0.1:8765") as http:
+        http.portal.call(_seed_classrooms, app)
         yield AuthApp(app, http)

@@ -35,9 +35,10 @@ from pipelines.config import PipelineConfig, TurnConfig
 from pipelines.frames import ReplyAudio, TranscriptFinal, TurnDone
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Pipeline
+from tests.wrappers import needed_module
 
 pytestmark = pytest.mark.models
-sdk = pytest.importorskip("azure.cognitiveservices.speech")
+sdk = needed_module("azure.cognitiveservices.speech")
 
 REPO = Path(__file__).resolve().parents[2]
 FRAME = 960  # bytes: 30 ms of 16 kHz PCM16

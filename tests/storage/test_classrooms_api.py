@@ -7,6 +7,7 @@ browser test (tests/e2e/test_teacher_console_browser.py) runs the same flow on t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,8 @@ def _as(http: TestClient, role: Role, subject: str, classroom: str | None = None
 
 def _create(http: TestClient, **body: Any) -> dict[str, Any]:
     response = http.post(
-        "/api/v1/classrooms", headers=_as(http, Role.TEACHER, TEACHER),
+        "/api/v1/classrooms",
+        headers=_as(http, Role.TEACHER, TEACHER),
         json={"name": "Year 4 maths", "personas": [PERSONA], **body},
     )
     assert response.status_code == 201, response.text
@@ -82,6 +84,15 @@ def _until(ws: Any, kind: str) -> list[dict[str, Any]]:
                 return seen
 
 
+def _eventually(probe: Any, timeout_s: float = 10.0) -> Any:
+    """The probe's first non-None answer; fails after a generous timeout (not a speed check)."""
+    deadline = time.monotonic() + timeout_s
+    while (answer := probe()) is None:
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.05)
+    return answer
+
+
 def _audit(http: TestClient) -> list[dict[str, Any]]:
     response = http.get("/api/v1/audit", headers=_as(http, Role.ADMIN, ADMIN))
     assert response.status_code == 200, response.text
@@ -91,7 +102,9 @@ def _audit(http: TestClient) -> list[dict[str, Any]]:
 def test_a_teacher_creates_a_classroom_and_a_student_joins_it_with_the_code(http: TestClient) -> None:
     room = _create(http, caps={"llm_tokens": 5000}, patience_ms=4000, retention_days=14)
     assert len(room["join_code"]) == 6 and room["join_code"].isupper()
-    assert room["personas"] == [PERSONA] and room["caps"]["llm_tokens"] == 5000 and room["retention_days"] == 14
+    assert (
+        room["personas"] == [PERSONA] and room["caps"]["llm_tokens"] == 5000 and room["retention_days"] == 14
+    )
 
     # Typed as a child would: lower case, with a space.
     code = room["join_code"].lower()
@@ -115,7 +128,10 @@ def test_each_teacher_sees_only_their_own_classrooms(http: TestClient) -> None:
     ).json()
     listed = http.get("/api/v1/classrooms", headers=_as(http, Role.TEACHER, TEACHER)).json()
     assert [r["id"] for r in listed] == [mine["id"]]
-    assert http.get(f"/api/v1/classrooms/{theirs['id']}", headers=_as(http, Role.TEACHER, TEACHER)).status_code == 403
+    assert (
+        http.get(f"/api/v1/classrooms/{theirs['id']}", headers=_as(http, Role.TEACHER, TEACHER)).status_code
+        == 403
+    )
     everything = http.get("/api/v1/classrooms", headers=_as(http, Role.ADMIN, ADMIN)).json()
     assert {r["id"] for r in everything} == {mine["id"], theirs["id"]}
 
@@ -155,7 +171,13 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
         ws.send_json({"type": "input.text", "text": "What is two plus two?"})
         done = _until(ws, "turn.done")[-1]
 
-        view = http.get(base, headers=teacher).json()
+        # The console's view is made from the session's events, which cross the event bus (with
+        # PostgreSQL, a round trip through the database): it catches up within moments.
+        def caught_up() -> list[dict[str, Any]] | None:
+            view = http.get(base, headers=teacher).json()
+            return view if view and view[0]["turns"] and len(view[0]["transcript"]) >= 2 else None
+
+        view = _eventually(caught_up)
         assert [s["session_id"] for s in view] == [session_id]
         assert view[0]["nickname"] == "Sam" and view[0]["status"] == "live"
         said = [(line["speaker"], line["text"]) for line in view[0]["transcript"]]
@@ -183,13 +205,23 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
         assert http.post(f"{base}/{session_id}/end", headers=teacher).status_code == 202
         assert _until(ws, "session.ended")[-1]["reason"] == "teacher"
 
-    after = http.get(base, headers=teacher).json()
-    assert after[0]["status"] == "ended" and after[0]["end_reason"] == "teacher"
+    def ended_in_database() -> list[dict[str, Any]] | None:
+        view = http.get(base, headers=teacher).json()
+        return view if view[0]["status"] == "ended" else None
+
+    after = _eventually(ended_in_database)
+    assert after[0]["end_reason"] == "teacher"
     ended = http.post(f"{base}/{session_id}/pause", headers=teacher)
     assert ended.status_code == 409
 
     actions = [(e["action"], e["session_id"]) for e in _audit(http)]
-    for action in ("session.pause", "session.resume", "session.guidance", "session.caps_changed", "session.end"):
+    for action in (
+        "session.pause",
+        "session.resume",
+        "session.guidance",
+        "session.caps_changed",
+        "session.end",
+    ):
         assert (action, session_id) in actions
     guidance = next(e for e in _audit(http) if e["action"] == "session.guidance")
     assert note not in json.dumps(guidance)  # the note's text is the student's data, not the audit's
@@ -199,7 +231,9 @@ def test_the_teacher_pauses_guides_caps_and_ends_a_students_session(http: TestCl
     async def stored() -> tuple[list[Any], list[Any]]:
         async with database.connect() as connection:
             notes = (await connection.execute(select(guidance_notes.c.text))).all()
-            lines = (await connection.execute(select(transcript_lines.c.speaker, transcript_lines.c.text))).all()
+            lines = (
+                await connection.execute(select(transcript_lines.c.speaker, transcript_lines.c.text))
+            ).all()
         return list(notes), list(lines)
 
     notes, lines = http.portal.call(stored)  # type: ignore[attr-defined]
@@ -214,9 +248,13 @@ def test_another_teacher_a_student_or_nobody_cannot_use_the_console(http: TestCl
     other = _as(http, Role.TEACHER, OTHER_TEACHER)
     base = f"/api/v1/classrooms/{room['id']}"
     routes = [
-        ("GET", base, None), ("GET", f"{base}/sessions", None), ("GET", f"{base}/events", None),
-        ("POST", f"{base}/close", None), ("POST", f"{base}/sessions/sess_x/pause", None),
-        ("POST", f"{base}/sessions/sess_x/resume", None), ("POST", f"{base}/sessions/sess_x/end", None),
+        ("GET", base, None),
+        ("GET", f"{base}/sessions", None),
+        ("GET", f"{base}/events", None),
+        ("POST", f"{base}/close", None),
+        ("POST", f"{base}/sessions/sess_x/pause", None),
+        ("POST", f"{base}/sessions/sess_x/resume", None),
+        ("POST", f"{base}/sessions/sess_x/end", None),
         ("POST", f"{base}/sessions/sess_x/guidance", {"text": "hi"}),
         ("PUT", f"{base}/sessions/sess_x/caps", {"llm_tokens": 1}),
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import pytest
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tests.storage.conftest import backend_url, reset_postgres
 from voice_server import cli
 from voice_server.store import migrate
+from voice_server.store.engine import create_engine
 from voice_server.store.migrate import SchemaError, SchemaState
 
 NEXT_REVISION = '''
@@ -60,6 +63,23 @@ async def test_an_empty_database_is_migrated_to_the_latest_schema(engine: AsyncE
         "alembic_version",
     } <= await _tables(engine)
     assert (await migrate.ensure_schema(engine)).state is SchemaState.CURRENT  # again: nothing to do
+
+
+async def test_replicas_starting_together_on_a_new_postgresql_database_all_find_it_ready(
+    tmp_path: Path,
+) -> None:
+    # Each replica has its own connections; the first to take the schema lock builds the
+    # tables, the others wait for it and find them current (without the lock one failed).
+    # Replicas share PostgreSQL (SQLite is the embedded database of one server).
+    database_url = backend_url("postgresql", tmp_path)
+    await reset_postgres(database_url)
+    replicas = [create_engine(database_url) for _ in range(3)]
+    try:
+        statuses = await asyncio.gather(*(migrate.ensure_schema(r) for r in replicas))
+    finally:
+        for replica in replicas:
+            await replica.dispose()
+    assert [s.state for s in statuses] == [SchemaState.CURRENT] * 3
 
 
 async def test_migrations_go_down_to_nothing_and_up_again(engine: AsyncEngine) -> None:

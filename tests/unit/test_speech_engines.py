@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from models.base import EngineError, ModelNotInstalledError, VoiceSettings
 from models.registry import EngineOptionsError, spec_for
+from tests.wrappers import needed_module
 from voice_server.settings import Settings
 
 AZURE = {"region": "westeurope", "key": "0123456789abcdef-secret-key"}
@@ -65,7 +66,7 @@ def test_azure_accepts_a_key_a_token_or_a_key_store_id_and_never_shows_a_secret(
 
 
 def test_a_key_store_id_without_the_key_store_fails_clearly_at_load():
-    pytest.importorskip("azure.cognitiveservices.speech")
+    needed_module("azure.cognitiveservices.speech")
     from models import azure_speech
 
     with pytest.raises(ValueError, match="key store"):
@@ -83,7 +84,7 @@ def test_a_key_store_id_without_the_key_store_fails_clearly_at_load():
 
 
 def test_every_sdk_cancellation_code_maps_to_a_project_error_code():
-    sdk = pytest.importorskip("azure.cognitiveservices.speech")
+    sdk = needed_module("azure.cognitiveservices.speech")
     from models.azure_speech import map_cancellation
 
     expected = {
@@ -110,7 +111,7 @@ def test_every_sdk_cancellation_code_maps_to_a_project_error_code():
 
 
 def test_azure_tts_speaks_the_personas_voice_and_rate_in_ssml():
-    pytest.importorskip("azure.cognitiveservices.speech")
+    needed_module("azure.cognitiveservices.speech")
     from models.azure_speech import AzureTTS
 
     tts = AzureTTS(**AZURE, voices={"tutor-maths": "en-GB-RyanNeural"})

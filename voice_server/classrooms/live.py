@@ -78,11 +78,20 @@ class SessionView:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "session_id": self.session_id, "student_id": self.student_id, "nickname": self.nickname,
-            "persona": self.persona, "status": self.status, "started_at": self.started_at,
-            "end_reason": self.end_reason, "transcript": list(self.transcript), "turns": list(self.turns),
-            "usage": self.usage, "allowances": list(self.allowances), "caps": dict(self.caps),
-            "budget_events": list(self.budget_events), "safety_flags": list(self.safety_flags),
+            "session_id": self.session_id,
+            "student_id": self.student_id,
+            "nickname": self.nickname,
+            "persona": self.persona,
+            "status": self.status,
+            "started_at": self.started_at,
+            "end_reason": self.end_reason,
+            "transcript": list(self.transcript),
+            "turns": list(self.turns),
+            "usage": self.usage,
+            "allowances": list(self.allowances),
+            "caps": dict(self.caps),
+            "budget_events": list(self.budget_events),
+            "safety_flags": list(self.safety_flags),
         }
 
     def apply(self, event: dict[str, Any]) -> None:
@@ -98,15 +107,21 @@ class SessionView:
                 self.transcript.append(line)
                 del self.transcript[:-MAX_VIEW_LINES]
         elif kind == "turn.latency":
-            self.turns.append({k: event.get(k) for k in ("turn_id", "status", "voice_to_voice_ms", "voice_to_answer_ms")})
+            self.turns.append(
+                {k: event.get(k) for k in ("turn_id", "status", "voice_to_voice_ms", "voice_to_answer_ms")}
+            )
             del self.turns[:-MAX_VIEW_ITEMS]
         elif kind == "usage":
             self.usage, self.allowances = event.get("usage"), list(event.get("allowances") or [])
         elif kind == "budget":
-            self.budget_events.append({k: event.get(k) for k in ("turn_id", "stage", "budget_ms", "elapsed_ms", "action")})
+            self.budget_events.append(
+                {k: event.get(k) for k in ("turn_id", "stage", "budget_ms", "elapsed_ms", "action")}
+            )
             del self.budget_events[:-MAX_VIEW_ITEMS]
         elif kind == "safety":
-            self.safety_flags.append({k: event.get(k) for k in ("turn_id", "category", "action", "direction")})
+            self.safety_flags.append(
+                {k: event.get(k) for k in ("turn_id", "category", "action", "direction")}
+            )
             del self.safety_flags[:-MAX_VIEW_ITEMS]
         elif kind == "session.status":
             self.status = event["status"]
@@ -176,9 +191,14 @@ class ClassroomLive:
         if event.get("type") == "session.started":
             data = dict(event["session"])
             self._views[data["session_id"]] = SessionView(
-                session_id=data["session_id"], classroom_id=event["classroom_id"], student_id=data["student_id"],
-                nickname=data.get("nickname"), persona=data["persona"], status=data["status"],
-                started_at=data["started_at"], caps=dict(data.get("caps") or {}),
+                session_id=data["session_id"],
+                classroom_id=event["classroom_id"],
+                student_id=data["student_id"],
+                nickname=data.get("nickname"),
+                persona=data["persona"],
+                status=data["status"],
+                started_at=data["started_at"],
+                caps=dict(data.get("caps") or {}),
             )
             self._prune()
         elif session_id in self._views:
@@ -187,7 +207,9 @@ class ClassroomLive:
     def _prune(self) -> None:
         if len(self._views) <= MAX_VIEWS:
             return
-        for session_id in [s for s, v in self._views.items() if v.status == "ended"][: len(self._views) - MAX_VIEWS]:
+        for session_id in [s for s, v in self._views.items() if v.status == "ended"][
+            : len(self._views) - MAX_VIEWS
+        ]:
             del self._views[session_id]
 
     async def _on_command(self, command: dict[str, Any]) -> None:
@@ -209,19 +231,34 @@ class ClassroomLive:
     # -------------------------------------------------------------------------- the session side
 
     async def join(
-        self, session_id: str, room: Classroom, student_id: str, persona: str, caps: UsageCaps,
+        self,
+        session_id: str,
+        room: Classroom,
+        student_id: str,
+        persona: str,
+        caps: UsageCaps,
         controls: SessionControls,
     ) -> SessionWatch:
         started = await store.session_started(
-            self.engine, session_id=session_id, classroom_id=room.id, student_id=student_id,
-            persona=persona, instance=self.instance,
+            self.engine,
+            session_id=session_id,
+            classroom_id=room.id,
+            student_id=student_id,
+            persona=persona,
+            instance=self.instance,
         )
         nickname = await store.nickname_of(self.engine, student_id)
         self._local[session_id] = controls
         watch = SessionWatch(self, session_id, room, student_id)
         view = SessionView(
-            session_id=session_id, classroom_id=room.id, student_id=student_id, nickname=nickname,
-            persona=persona, status="live", started_at=started.isoformat(), caps=_caps_dict(caps),
+            session_id=session_id,
+            classroom_id=room.id,
+            student_id=student_id,
+            nickname=nickname,
+            persona=persona,
+            status="live",
+            started_at=started.isoformat(),
+            caps=_caps_dict(caps),
         )
         watch.publish({"type": "session.started", "session": view.as_dict()})
         return watch
@@ -252,9 +289,15 @@ class ClassroomLive:
     async def _view_from_database(self, row: SessionRow, room: Classroom) -> SessionView:
         lines = await transcripts.read(self.engine, row.session_id)
         return SessionView(
-            session_id=row.session_id, classroom_id=row.classroom_id, student_id=row.student_id,
-            nickname=row.nickname, persona=row.persona, status=row.status,
-            started_at=row.started_at.isoformat(), end_reason=row.end_reason, caps=_caps_dict(room.caps),
+            session_id=row.session_id,
+            classroom_id=row.classroom_id,
+            student_id=row.student_id,
+            nickname=row.nickname,
+            persona=row.persona,
+            status=row.status,
+            started_at=row.started_at.isoformat(),
+            end_reason=row.end_reason,
+            caps=_caps_dict(room.caps),
             transcript=[
                 {"turn_id": x.turn_id, "speaker": x.speaker, "text": x.text, "interrupted": x.interrupted}
                 for x in lines[-MAX_VIEW_LINES:]
@@ -311,33 +354,54 @@ class SessionWatch:
             for line in lines:
                 self._line(line.turn_id, line.speaker, line.text, interrupted=line.interrupted)
             self._store(lines)
-            self.publish({
-                "type": "turn.latency", "turn_id": message.turn_id, "status": message.status,
-                "voice_to_voice_ms": message.latency.voice_to_voice_ms,
-                "voice_to_answer_ms": message.latency.voice_to_answer_ms,
-            })
+            self.publish(
+                {
+                    "type": "turn.latency",
+                    "turn_id": message.turn_id,
+                    "status": message.status,
+                    "voice_to_voice_ms": message.latency.voice_to_voice_ms,
+                    "voice_to_answer_ms": message.latency.voice_to_answer_ms,
+                }
+            )
         elif isinstance(message, protocol.UsageUpdatedMsg):
             usage = message.usage.model_dump(mode="json", exclude={"speculative"})
             allowances = [a.model_dump(mode="json") for a in message.allowances]
             self.publish({"type": "usage", "usage": usage, "allowances": allowances})
         elif isinstance(message, protocol.BudgetExceededMsg):
-            self.publish({
-                "type": "budget", "turn_id": message.turn_id, "stage": message.stage,
-                "budget_ms": message.budget_ms, "elapsed_ms": message.elapsed_ms, "action": message.action,
-            })
+            self.publish(
+                {
+                    "type": "budget",
+                    "turn_id": message.turn_id,
+                    "stage": message.stage,
+                    "budget_ms": message.budget_ms,
+                    "elapsed_ms": message.elapsed_ms,
+                    "action": message.action,
+                }
+            )
         elif isinstance(message, protocol.SafetyFlagMsg):
             flag = {
-                "turn_id": message.turn_id, "category": str(message.category),
-                "action": str(message.action), "direction": str(message.direction),
+                "turn_id": message.turn_id,
+                "category": str(message.category),
+                "action": str(message.action),
+                "direction": str(message.direction),
             }
             self.publish({"type": "safety", **flag})  # first: the console hears of it at once
-            self._queue.put_nowait(lambda: audit.record(
-                self.live.engine, None, "safety.flag", classroom_id=self.classroom_id,
-                session_id=self.session_id, target_id=self.student_id, detail=flag,
-            ))
+            self._queue.put_nowait(
+                lambda: audit.record(
+                    self.live.engine,
+                    None,
+                    "safety.flag",
+                    classroom_id=self.classroom_id,
+                    session_id=self.session_id,
+                    target_id=self.student_id,
+                    detail=flag,
+                )
+            )
 
     def status(self, status: str, reason: str | None = None) -> None:
-        self._queue.put_nowait(lambda: store.set_session_status(self.live.engine, self.session_id, status, reason=reason))
+        self._queue.put_nowait(
+            lambda: store.set_session_status(self.live.engine, self.session_id, status, reason=reason)
+        )
         self.publish({"type": "session.status", "status": status, "reason": reason})
 
     def caps(self, caps: UsageCaps) -> None:
@@ -353,19 +417,30 @@ class SessionWatch:
             log.warning("session %s: its last classroom reports did not go out in time", self.session_id)
 
     def _line(self, turn_id: str, speaker: str, text: str, *, interrupted: bool = False) -> None:
-        self.publish({
-            "type": "transcript", "turn_id": turn_id, "speaker": speaker,
-            "text": text[: transcripts.MAX_LINE_CHARS], "interrupted": interrupted,
-        })
+        self.publish(
+            {
+                "type": "transcript",
+                "turn_id": turn_id,
+                "speaker": speaker,
+                "text": text[: transcripts.MAX_LINE_CHARS],
+                "interrupted": interrupted,
+            }
+        )
 
     def _store(self, lines: list[transcripts.Line]) -> None:
         if not lines:
             return
         first, self._seq = self._seq, self._seq + len(lines)
-        self._queue.put_nowait(lambda: transcripts.append(
-            self.live.engine, self.session_id, first, lines,
-            classroom_id=self.classroom_id, student_id=self.student_id,
-        ))
+        self._queue.put_nowait(
+            lambda: transcripts.append(
+                self.live.engine,
+                self.session_id,
+                first,
+                lines,
+                classroom_id=self.classroom_id,
+                student_id=self.student_id,
+            )
+        )
 
     async def _work(self) -> None:
         while (job := await self._queue.get()) is not None:

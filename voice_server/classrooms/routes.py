@@ -41,7 +41,9 @@ ClassroomId = Annotated[str, Path(min_length=1, max_length=64)]
 SessionId = Annotated[str, Path(min_length=1, max_length=64)]
 
 _401 = {401: {"model": ErrorResponse, "description": "missing, expired, forged or revoked token"}}
-_403 = {403: {"model": ErrorResponse, "description": "a student, or a teacher and another teacher's classroom"}}
+_403 = {
+    403: {"model": ErrorResponse, "description": "a student, or a teacher and another teacher's classroom"}
+}
 _404 = {404: {"model": ErrorResponse, "description": "no such classroom (or session in it)"}}
 _409 = {409: {"model": ErrorResponse, "description": "the classroom is closed, or the session has ended"}}
 teacher_or_admin = require(Role.TEACHER, Role.ADMIN)
@@ -65,7 +67,9 @@ class ClassroomIn(BaseModel):
     patience_ms: int | None = Field(
         None, ge=150, le=30_000, description="how long the tutor waits for a thinking student (end of turn)"
     )
-    retention_days: int = Field(store.DEFAULT_RETENTION_DAYS, ge=1, le=3650, description="transcripts are kept this long")
+    retention_days: int = Field(
+        store.DEFAULT_RETENTION_DAYS, ge=1, le=3650, description="transcripts are kept this long"
+    )
 
     @field_validator("name")
     @classmethod
@@ -99,10 +103,16 @@ class ClassroomOut(BaseModel):
     @classmethod
     def of(cls, room: Classroom) -> ClassroomOut:
         return cls(
-            id=room.id, name=room.name, teacher_id=room.teacher_id, join_code=room.join_code,
-            personas=list(room.personas), caps=SessionCaps(**room.caps.model_dump()),
-            patience_ms=room.patience_ms, retention_days=room.retention_days,
-            created_at=room.created_at, closed_at=room.closed_at,
+            id=room.id,
+            name=room.name,
+            teacher_id=room.teacher_id,
+            join_code=room.join_code,
+            personas=list(room.personas),
+            caps=SessionCaps(**room.caps.model_dump()),
+            patience_ms=room.patience_ms,
+            retention_days=room.retention_days,
+            created_at=room.created_at,
+            closed_at=room.closed_at,
         )
 
 
@@ -208,14 +218,24 @@ async def create_classroom(
     """Teachers (and admins): a new classroom with its join code."""
     database = request.app.state.database
     spec = ClassroomSpec(
-        name=body.name, personas=tuple(body.personas), caps=body.caps.usage_caps(),
-        patience_ms=body.patience_ms, retention_days=body.retention_days,
+        name=body.name,
+        personas=tuple(body.personas),
+        caps=body.caps.usage_caps(),
+        patience_ms=body.patience_ms,
+        retention_days=body.retention_days,
     )
     room = await store.create_classroom(database, claims.subject, spec)
     await audit.record(
-        database, claims, "classroom.created", classroom_id=room.id,
-        detail={"personas": list(room.personas), "caps": room.caps.model_dump(),
-                "patience_ms": room.patience_ms, "retention_days": room.retention_days},
+        database,
+        claims,
+        "classroom.created",
+        classroom_id=room.id,
+        detail={
+            "personas": list(room.personas),
+            "caps": room.caps.model_dump(),
+            "patience_ms": room.patience_ms,
+            "retention_days": room.retention_days,
+        },
     )
     return ClassroomOut.of(room)
 
@@ -249,11 +269,15 @@ async def close_classroom(
     assert room is not None
     live = _live(request)
     running = [
-        s for s in await store.sessions_of(database, room.id, ended_since=datetime.now(UTC)) if s.status != "ended"
+        s
+        for s in await store.sessions_of(database, room.id, ended_since=datetime.now(UTC))
+        if s.status != "ended"
     ]
     for session in running:
         await live.command(session.session_id, "end", reason="classroom_closed")
-    await live.publish({"type": "classroom.closed", "classroom_id": room.id, "at": datetime.now(UTC).isoformat()})
+    await live.publish(
+        {"type": "classroom.closed", "classroom_id": room.id, "at": datetime.now(UTC).isoformat()}
+    )
     await audit.record(
         database, claims, "classroom.closed", classroom_id=room.id, detail={"sessions_ended": len(running)}
     )
@@ -280,14 +304,21 @@ async def join(body: Join, request: Request) -> Joined:
     room = await store.open_classroom_by_code(database, body.code)
     if room is None:
         auth.sign_in_failures.failed(keys)
-        raise AuthError(401, "invalid_code", "That class code is not right, or the class has closed. Check it with your teacher.")
+        raise AuthError(
+            401,
+            "invalid_code",
+            "That class code is not right, or the class has closed. Check it with your teacher.",
+        )
     student_id = await store.add_student(database, room.id, body.nickname)
     token = auth.issuer.mint(Role.STUDENT, student_id, classroom=room.id)
     personas = [PERSONAS[p] for p in (room.personas or tuple(PERSONAS)) if p in PERSONAS]
     return Joined(
-        access_token=token, expires_in=auth.issuer.ttl_s, role=Role.STUDENT,
+        access_token=token,
+        expires_in=auth.issuer.ttl_s,
+        role=Role.STUDENT,
         classroom=JoinedClassroom(
-            id=room.id, name=room.name,
+            id=room.id,
+            name=room.name,
             personas=[PersonaOut(id=p.id, name=p.name, subject=p.subject) for p in personas],
         ),
     )
@@ -311,7 +342,10 @@ async def classroom_sessions(
 
 @router.get(
     "/api/v1/classrooms/{classroom_id}/events",
-    responses=_401 | _403 | _404 | {200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
+    responses=_401
+    | _403
+    | _404
+    | {200: {"content": {"text/event-stream": {}}, "description": "server-sent events"}},
 )
 async def classroom_events(
     classroom_id: ClassroomId, request: Request, claims: Annotated[Claims, Depends(teacher_or_admin)]
@@ -340,7 +374,8 @@ async def classroom_events(
                 pending.cancel()
 
     return StreamingResponse(
-        stream(), media_type="text/event-stream",
+        stream(),
+        media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
 
@@ -350,7 +385,11 @@ def _sse(event: dict[str, Any]) -> str:
 
 
 async def _session_command(
-    request: Request, claims: Claims, classroom_id: str, session_id: str, command: Literal["pause", "resume", "end"]
+    request: Request,
+    claims: Claims,
+    classroom_id: str,
+    session_id: str,
+    command: Literal["pause", "resume", "end"],
 ) -> Accepted:
     room = await _own_classroom(request, claims, classroom_id)
     await _live_session(request, room, session_id)
@@ -365,11 +404,15 @@ _COMMAND_RESPONSES = _401 | _403 | _404 | _409
 
 
 @router.post(
-    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/pause", status_code=202,
-    response_model=Accepted, responses=_COMMAND_RESPONSES,
+    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/pause",
+    status_code=202,
+    response_model=Accepted,
+    responses=_COMMAND_RESPONSES,
 )
 async def pause_session(
-    classroom_id: ClassroomId, session_id: SessionId, request: Request,
+    classroom_id: ClassroomId,
+    session_id: SessionId,
+    request: Request,
     claims: Annotated[Claims, Depends(teacher_or_admin)],
 ) -> Accepted:
     """Stop the tutor and stop listening; the student is told. `resume` goes on."""
@@ -377,22 +420,30 @@ async def pause_session(
 
 
 @router.post(
-    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/resume", status_code=202,
-    response_model=Accepted, responses=_COMMAND_RESPONSES,
+    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/resume",
+    status_code=202,
+    response_model=Accepted,
+    responses=_COMMAND_RESPONSES,
 )
 async def resume_session(
-    classroom_id: ClassroomId, session_id: SessionId, request: Request,
+    classroom_id: ClassroomId,
+    session_id: SessionId,
+    request: Request,
     claims: Annotated[Claims, Depends(teacher_or_admin)],
 ) -> Accepted:
     return await _session_command(request, claims, classroom_id, session_id, "resume")
 
 
 @router.post(
-    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/end", status_code=202,
-    response_model=Accepted, responses=_COMMAND_RESPONSES,
+    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/end",
+    status_code=202,
+    response_model=Accepted,
+    responses=_COMMAND_RESPONSES,
 )
 async def end_session(
-    classroom_id: ClassroomId, session_id: SessionId, request: Request,
+    classroom_id: ClassroomId,
+    session_id: SessionId,
+    request: Request,
     claims: Annotated[Claims, Depends(teacher_or_admin)],
 ) -> Accepted:
     """End the session; the student's page says their teacher ended it."""
@@ -400,11 +451,16 @@ async def end_session(
 
 
 @router.post(
-    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/guidance", status_code=202,
-    response_model=NoteAccepted, responses=_COMMAND_RESPONSES,
+    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/guidance",
+    status_code=202,
+    response_model=NoteAccepted,
+    responses=_COMMAND_RESPONSES,
 )
 async def send_guidance(
-    classroom_id: ClassroomId, session_id: SessionId, body: NoteIn, request: Request,
+    classroom_id: ClassroomId,
+    session_id: SessionId,
+    body: NoteIn,
+    request: Request,
     claims: Annotated[Claims, Depends(teacher_or_admin)],
 ) -> NoteAccepted:
     """A one-line note to the tutor about this student ("working on fractions; slow down"). It
@@ -417,29 +473,49 @@ async def send_guidance(
     async with database.begin() as connection:
         await connection.execute(
             insert(guidance_notes).values(
-                id=note_id, session_id=session_id, classroom_id=room.id, student_id=row.student_id,
-                teacher_id=claims.subject, text=body.text, created_at=datetime.now(UTC),
+                id=note_id,
+                session_id=session_id,
+                classroom_id=room.id,
+                student_id=row.student_id,
+                teacher_id=claims.subject,
+                text=body.text,
+                created_at=datetime.now(UTC),
             )
         )
     live = _live(request)
     await live.command(session_id, "guidance", text=body.text)
-    await live.publish({
-        "type": "guidance", "classroom_id": room.id, "session_id": session_id, "note_id": note_id,
-        "at": datetime.now(UTC).isoformat(),
-    })
+    await live.publish(
+        {
+            "type": "guidance",
+            "classroom_id": room.id,
+            "session_id": session_id,
+            "note_id": note_id,
+            "at": datetime.now(UTC).isoformat(),
+        }
+    )
     await audit.record(
-        database, claims, "session.guidance", classroom_id=room.id, session_id=session_id,
-        target_id=row.student_id, detail={"note_id": note_id, "chars": len(body.text)},
+        database,
+        claims,
+        "session.guidance",
+        classroom_id=room.id,
+        session_id=session_id,
+        target_id=row.student_id,
+        detail={"note_id": note_id, "chars": len(body.text)},
     )
     return NoteAccepted(note_id=note_id)
 
 
 @router.put(
-    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/caps", status_code=202,
-    response_model=Accepted, responses=_COMMAND_RESPONSES,
+    "/api/v1/classrooms/{classroom_id}/sessions/{session_id}/caps",
+    status_code=202,
+    response_model=Accepted,
+    responses=_COMMAND_RESPONSES,
 )
 async def set_session_caps(
-    classroom_id: ClassroomId, session_id: SessionId, body: SessionCaps, request: Request,
+    classroom_id: ClassroomId,
+    session_id: SessionId,
+    body: SessionCaps,
+    request: Request,
     claims: Annotated[Claims, Depends(teacher_or_admin)],
 ) -> Accepted:
     """This session's caps from now on, against what it has used so far. The server's own
@@ -450,8 +526,12 @@ async def set_session_caps(
     caps = settings_caps.tighter(body.usage_caps())
     await _live(request).command(session_id, "caps", caps=caps.model_dump())
     await audit.record(
-        request.app.state.database, claims, "session.caps_changed", classroom_id=room.id,
-        session_id=session_id, detail={"caps": caps.model_dump()},
+        request.app.state.database,
+        claims,
+        "session.caps_changed",
+        classroom_id=room.id,
+        session_id=session_id,
+        detail={"caps": caps.model_dump()},
     )
     return Accepted(status="requested")
 
@@ -460,7 +540,10 @@ async def set_session_caps(
 
 
 @router.get(
-    "/api/v1/audit", response_model=list[AuditEntryOut], tags=["audit"], responses=_401 | _403,
+    "/api/v1/audit",
+    response_model=list[AuditEntryOut],
+    tags=["audit"],
+    responses=_401 | _403,
 )
 async def read_audit(
     request: Request,
@@ -474,7 +557,11 @@ async def read_audit(
     """Admins: every teacher and admin action (and the server's safety flags), oldest first;
     page with `after_id`. Nothing in the API changes or removes an entry."""
     entries = await audit.read(
-        request.app.state.database, classroom_id=classroom_id, since=since, until=until,
-        after_id=after_id, limit=limit,
+        request.app.state.database,
+        classroom_id=classroom_id,
+        since=since,
+        until=until,
+        after_id=after_id,
+        limit=limit,
     )
     return [AuditEntryOut.model_validate(e, from_attributes=True) for e in entries]

@@ -79,9 +79,15 @@ async def create_classroom(engine: AsyncEngine, teacher_id: str, spec: Classroom
     now = datetime.now(UTC)
     for _ in range(8):  # a clash is ~1 in 10^8 per try with few classrooms; retry rather than fail
         room = Classroom(
-            id=new_subject("cls"), name=spec.name, teacher_id=teacher_id, join_code=new_join_code(),
-            personas=spec.personas, caps=spec.caps, patience_ms=spec.patience_ms,
-            retention_days=spec.retention_days, created_at=now,
+            id=new_subject("cls"),
+            name=spec.name,
+            teacher_id=teacher_id,
+            join_code=new_join_code(),
+            personas=spec.personas,
+            caps=spec.caps,
+            patience_ms=spec.patience_ms,
+            retention_days=spec.retention_days,
+            created_at=now,
         )
         try:
             async with engine.begin() as connection:
@@ -94,7 +100,11 @@ async def create_classroom(engine: AsyncEngine, teacher_id: str, spec: Classroom
 
 async def get_classroom(engine: AsyncEngine, classroom_id: str) -> Classroom | None:
     async with engine.connect() as connection:
-        row = (await connection.execute(select(classrooms).where(classrooms.c.id == classroom_id))).mappings().first()
+        row = (
+            (await connection.execute(select(classrooms).where(classrooms.c.id == classroom_id)))
+            .mappings()
+            .first()
+        )
     return None if row is None else _classroom(row)
 
 
@@ -113,10 +123,14 @@ async def open_classroom_by_code(engine: AsyncEngine, code: str) -> Classroom | 
         return None
     async with engine.connect() as connection:
         row = (
-            await connection.execute(
-                select(classrooms).where(classrooms.c.join_code == code, classrooms.c.closed_at.is_(None))
+            (
+                await connection.execute(
+                    select(classrooms).where(classrooms.c.join_code == code, classrooms.c.closed_at.is_(None))
+                )
             )
-        ).mappings().first()
+            .mappings()
+            .first()
+        )
     return None if row is None else _classroom(row)
 
 
@@ -135,7 +149,9 @@ async def add_student(engine: AsyncEngine, classroom_id: str, nickname: str | No
     async with engine.begin() as connection:
         await connection.execute(
             insert(classroom_students).values(
-                student_id=student_id, classroom_id=classroom_id, nickname=nickname,
+                student_id=student_id,
+                classroom_id=classroom_id,
+                nickname=nickname,
                 joined_at=datetime.now(UTC),
             )
         )
@@ -172,8 +188,13 @@ async def session_started(
     async with engine.begin() as connection:
         await connection.execute(
             insert(classroom_sessions).values(
-                session_id=session_id, classroom_id=classroom_id, student_id=student_id, persona=persona,
-                instance=instance, status="live", started_at=now,
+                session_id=session_id,
+                classroom_id=classroom_id,
+                student_id=student_id,
+                persona=persona,
+                instance=instance,
+                status="live",
+                started_at=now,
             )
         )
     return now
@@ -236,9 +257,15 @@ async def _sessions(engine: AsyncEngine, where: Any) -> list[SessionRow]:
         rows = (await connection.execute(query)).mappings().all()
     return [
         SessionRow(
-            session_id=r["session_id"], classroom_id=r["classroom_id"], student_id=r["student_id"],
-            nickname=r["nickname"], persona=r["persona"], instance=r["instance"], status=r["status"],
-            started_at=_utc(r["started_at"]), ended_at=_utc(r["ended_at"]) if r["ended_at"] else None,
+            session_id=r["session_id"],
+            classroom_id=r["classroom_id"],
+            student_id=r["student_id"],
+            nickname=r["nickname"],
+            persona=r["persona"],
+            instance=r["instance"],
+            status=r["status"],
+            started_at=_utc(r["started_at"]),
+            ended_at=_utc(r["ended_at"]) if r["ended_at"] else None,
             end_reason=r["end_reason"],
         )
         for r in rows
@@ -247,23 +274,50 @@ async def _sessions(engine: AsyncEngine, where: Any) -> list[SessionRow]:
 
 def _row_of(room: Classroom) -> dict[str, Any]:
     return {
-        "id": room.id, "name": room.name, "teacher_id": room.teacher_id, "join_code": room.join_code,
-        "personas": json.dumps(list(room.personas)), "stt_audio_ms": room.caps.stt_audio_ms,
-        "llm_tokens": room.caps.llm_tokens, "tts_chars": room.caps.tts_chars,
-        "patience_ms": room.patience_ms, "retention_days": room.retention_days,
-        "created_at": room.created_at, "closed_at": room.closed_at,
+        "id": room.id,
+        "name": room.name,
+        "teacher_id": room.teacher_id,
+        "join_code": room.join_code,
+        "personas": json.dumps(list(room.personas)),
+        "stt_audio_ms": room.caps.stt_audio_ms,
+        "llm_tokens": room.caps.llm_tokens,
+        "tts_chars": room.caps.tts_chars,
+        "patience_ms": room.patience_ms,
+        "retention_days": room.retention_days,
+        "created_at": room.created_at,
+        "closed_at": room.closed_at,
     }
 
 
 def _classroom(row: Any) -> Classroom:
     return Classroom(
-        id=row["id"], name=row["name"], teacher_id=row["teacher_id"], join_code=row["join_code"],
+        id=row["id"],
+        name=row["name"],
+        teacher_id=row["teacher_id"],
+        join_code=row["join_code"],
         personas=tuple(json.loads(row["personas"])),
-        caps=UsageCaps(stt_audio_ms=row["stt_audio_ms"], llm_tokens=row["llm_tokens"], tts_chars=row["tts_chars"]),
-        patience_ms=row["patience_ms"], retention_days=row["retention_days"],
-        created_at=_utc(row["created_at"]), closed_at=_utc(row["closed_at"]) if row["closed_at"] else None,
+        caps=UsageCaps(
+            stt_audio_ms=row["stt_audio_ms"], llm_tokens=row["llm_tokens"], tts_chars=row["tts_chars"]
+        ),
+        patience_ms=row["patience_ms"],
+        retention_days=row["retention_days"],
+        created_at=_utc(row["created_at"]),
+        closed_at=_utc(row["closed_at"]) if row["closed_at"] else None,
     )
 
 
 def _utc(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def teaches(engine: AsyncEngine, subject: str, classroom_id: str) -> bool:
+    """Whether `subject` is the teacher who created this classroom."""
+    async with engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(classrooms.c.id).where(
+                    classrooms.c.id == classroom_id, classrooms.c.teacher_id == subject
+                )
+            )
+        ).first()
+    return row is not None

@@ -40,9 +40,15 @@ async def append(
             insert(transcript_lines),
             [
                 {
-                    "session_id": session_id, "seq": first_seq + i, "turn_id": line.turn_id,
-                    "classroom_id": classroom_id, "student_id": student_id, "speaker": line.speaker,
-                    "text": line.text[:MAX_LINE_CHARS], "interrupted": line.interrupted, "said_at": now,
+                    "session_id": session_id,
+                    "seq": first_seq + i,
+                    "turn_id": line.turn_id,
+                    "classroom_id": classroom_id,
+                    "student_id": student_id,
+                    "speaker": line.speaker,
+                    "text": line.text[:MAX_LINE_CHARS],
+                    "interrupted": line.interrupted,
+                    "said_at": now,
                 }
                 for i, line in enumerate(lines)
             ],

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from pipelines.frames import UsageKind
 from voice_server.auth.guard import AuthError, require
 from voice_server.auth.tokens import Claims, Role
+from voice_server.classrooms.store import teaches
 from voice_server.ledger import repository
 from voice_server.ledger.prices import PriceTable, bill
 from voice_server.ledger.records import TurnState, UsageTotal
@@ -175,12 +176,15 @@ _OWNER_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _teachers_classroom(claims: Claims, classroom_id: str | None) -> None:
-    """Admins read any classroom; a teacher only the one their token names."""
+async def _teachers_classroom(request: Request, claims: Claims, classroom_id: str | None) -> None:
+    """Admins read any classroom; a teacher the one their token names, or one they created."""
     if claims.role is Role.ADMIN:
         return
-    if claims.classroom is None or classroom_id != claims.classroom:
-        raise AuthError(403, "forbidden", "A teacher may read only their own classroom's usage.")
+    if classroom_id is not None and (
+        classroom_id == claims.classroom or await teaches(request.app.state.database, claims.subject, classroom_id)
+    ):
+        return
+    raise AuthError(403, "forbidden", "A teacher may read only their own classroom's usage.")
 
 
 async def _owner_usage(
@@ -209,7 +213,7 @@ async def classroom_usage(
 ) -> OwnerUsage | JSONResponse:
     """One classroom's usage first recorded in [start, end), summed per kind, provider, model and
     speculative. Admins: any classroom; teachers: their own."""
-    _teachers_classroom(claims, classroom_id)
+    await _teachers_classroom(request, claims, classroom_id)
     return await _owner_usage(request, "classroom", classroom_id, classroom_id, start, end)
 
 
@@ -225,5 +229,5 @@ async def student_usage(
     classroom; teachers: only what the student used in the teacher's own classroom."""
     if claims.role is not Role.ADMIN:
         classroom_id = classroom_id or claims.classroom
-        _teachers_classroom(claims, classroom_id)
+        await _teachers_classroom(request, claims, classroom_id)
     return await _owner_usage(request, "student", student_id, classroom_id, start, end)

@@ -18,7 +18,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
@@ -26,6 +26,7 @@ from pipelines.caps import UsageCaps
 from pipelines.quota import ScopeCaps
 from voice_server.auth.guard import AuthError, require
 from voice_server.auth.tokens import Claims, Role
+from voice_server.classrooms.store import teaches
 from voice_server.http_errors import error_response
 from voice_server.ledger import cap_store
 from voice_server.ledger.cap_store import CapSource, CapTable, OwnedScope
@@ -200,7 +201,10 @@ async def unset_scope_caps(
 async def owner_caps(scope: OwnedScope, owner_id: OwnerId, request: Request, claims: Reader) -> OwnerCapsOut:
     """The caps one student's, classroom's or key's next session gets. Teachers: their own
     classroom's only."""
-    if claims.role is not Role.ADMIN and (scope != "classroom" or owner_id != claims.classroom):
+    if claims.role is not Role.ADMIN and not (
+        scope == "classroom"
+        and (owner_id == claims.classroom or await teaches(request.app.state.database, claims.subject, owner_id))
+    ):
         raise AuthError(403, "forbidden", "A teacher may read only their own classroom's caps.")
     return await _owner_now(request, scope, owner_id)
 

@@ -15,7 +15,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -71,6 +71,31 @@ def _upgrade(connection: Connection, revision: str) -> None:
     command.upgrade(_config(connection), revision)
 
 
+# Replicas started together on a new PostgreSQL database would each find it empty and race to
+# create the tables (one then fails on alembic_version): the first takes this lock, the others
+# wait for it and then find the schema current. (SQLite is one server's embedded database.)
+SCHEMA_LOCK_KEY = 0x636F6E76  # "conv"
+
+
+def _lock_schema(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
+def _locked_upgrade(connection: Connection, revision: str) -> None:
+    _lock_schema(connection)
+    _upgrade(connection, revision)
+
+
+def _ensure(connection: Connection) -> SchemaStatus:
+    _lock_schema(connection)
+    status = _status(connection)
+    if status.state is SchemaState.EMPTY:
+        _upgrade(connection, "head")
+        status = _status(connection)
+    return status
+
+
 async def schema_status(engine: AsyncEngine) -> SchemaStatus:
     async with engine.connect() as connection:
         return await connection.run_sync(_status)
@@ -79,15 +104,14 @@ async def schema_status(engine: AsyncEngine) -> SchemaStatus:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> SchemaStatus:
     """Apply the migrations up to `revision` (what `convergio-voice db upgrade` runs)."""
     async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, revision)
+        await connection.run_sync(_locked_upgrade, revision)
     return await schema_status(engine)
 
 
 async def ensure_schema(engine: AsyncEngine) -> SchemaStatus:
     """Make a new database usable, accept a current one, refuse anything else (for `serve`)."""
-    status = await schema_status(engine)
-    if status.state is SchemaState.EMPTY:
-        return await upgrade(engine)
+    async with engine.begin() as connection:
+        status = await connection.run_sync(_ensure)
     if status.state is SchemaState.BEHIND:
         raise SchemaError(
             f"the database schema is at revision {status.current}, this server needs {status.head}: "
