@@ -2,9 +2,10 @@
 // Captions and state changes reach screen readers through live regions, one final sentence at a
 // time (never token by token); errors use role="alert".
 //
-// Sign-in: the server hands out short-lived access tokens. A student arrives with a one-time link
-// (/#signin=<code>) that the page exchanges for a token at once; teachers and admins sign in with
-// a password. The token lives in this tab only (sessionStorage, never localStorage or a cookie)
+// Sign-in: the server hands out short-lived access tokens. A student joins a class with the code
+// the teacher shows (and an optional nickname) and then chooses among that class's tutors only, or
+// arrives with a one-time link (/#signin=<code>) that the page exchanges for a token at once;
+// teachers and admins sign in with a password. /#join=<class code> fills in the class code. The token lives in this tab only (sessionStorage, never localStorage or a cookie)
 // and no key is ever part of the page.
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +21,7 @@ const ui = {
   sessionPanel: $("session-panel"), conversationPanel: $("conversation-panel"),
   usage: $("usage"), usageTotals: $("usage-totals"), usageAllowances: $("usage-allowances"),
   usageNotice: $("usage-notice"),
+  classForm: $("class-form"), classCode: $("class-code"), nickname: $("nickname"), classroomLine: $("classroom-line"),
 };
 
 const STATUS = {
@@ -31,6 +33,13 @@ const STATUS = {
   speaking: "Tutor speaking.",
   error: "Something went wrong. See the message below.",
   ended: "Session ended.",
+  paused: "Your teacher paused the session. Wait for them to resume it.",
+};
+// The teacher's controls, said in the status line (polite), not as alerts.
+const TEACHER = {
+  resumed: "Your teacher resumed the session. You can talk again.",
+  teacher: "Your teacher ended the session.",
+  classroom_closed: "Your teacher closed the class, so the session ended.",
 };
 
 const state = {
@@ -43,16 +52,22 @@ window.convergio = state;
 
 // ------------------------------------------------------------------------------ sign-in
 const TOKEN_KEY = "convergio.token";
+const CLASS_KEY = "convergio.classroom";  // the class joined in this tab: {id, name, personas}
 let accessToken = sessionStorage.getItem(TOKEN_KEY);
+let classroom = null;
+try { classroom = JSON.parse(sessionStorage.getItem(CLASS_KEY) || "null"); } catch (error) { classroom = null; }
 
 function authHeaders() {
   return accessToken ? { authorization: `Bearer ${accessToken}` } : {};
 }
 
-function keepToken(token) {
+function keepToken(token, joined = null) {
   accessToken = token;
   if (token) sessionStorage.setItem(TOKEN_KEY, token);
   else sessionStorage.removeItem(TOKEN_KEY);
+  classroom = token ? joined : null;
+  if (classroom) sessionStorage.setItem(CLASS_KEY, JSON.stringify(classroom));
+  else sessionStorage.removeItem(CLASS_KEY);
 }
 
 async function errorMessage(response) {
@@ -80,6 +95,9 @@ async function signedIn() {
   ui.password.value = "";
   ui.joinCode.value = "";
   ui.joinCode.removeAttribute("aria-invalid");
+  ui.classCode.value = "";
+  ui.nickname.value = "";
+  ui.classCode.removeAttribute("aria-invalid");
   showError("");
   setPhase("idle");
   return loadPersonas();
@@ -92,7 +110,8 @@ async function exchange(path, body) {
     body: JSON.stringify(body),
   });
   if (!response.ok) throw new Error(await errorMessage(response));
-  keepToken((await response.json()).access_token);
+  const answer = await response.json();
+  keepToken(answer.access_token, answer.classroom || null);
 }
 
 async function join(code) {
@@ -109,6 +128,42 @@ async function join(code) {
   const ready = await signedIn();
   if (ready) ui.persona.focus();
 }
+
+async function joinClass(code, nickname) {
+  try {
+    await exchange("/v1/auth/join", nickname ? { code, nickname } : { code });
+  } catch (error) {
+    showSignIn(`Could not join the class: ${error.message}`);
+    ui.classCode.value = code;
+    ui.nickname.value = nickname;
+    ui.classCode.setAttribute("aria-invalid", "true");
+    ui.classCode.focus();
+    ui.classCode.select();
+    return;
+  }
+  const ready = await signedIn();
+  if (ready) ui.persona.focus();
+}
+
+// Joining a class from a link (/#join=<code>) or the page's "Join a class" link: the form, the
+// code filled in when there is one, focus on what is left to type.
+function showJoin(code) {
+  showSignIn("");
+  ui.classCode.value = code || "";
+  (code ? ui.nickname : ui.classCode).focus();
+}
+
+ui.classForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const code = ui.classCode.value.trim().replace(/^.*#join=/, "");  // a pasted link works too
+  if (!code) {
+    showError("Enter the class code.");
+    ui.classCode.setAttribute("aria-invalid", "true");
+    ui.classCode.focus();
+    return;
+  }
+  joinClass(code, ui.nickname.value.trim());
+});
 
 ui.joinForm.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -142,14 +197,15 @@ function setPhase(phase) {
   if (ui.status.textContent !== STATUS[key]) ui.status.textContent = STATUS[key];
   ui.status.dataset.state = phase;
   const live = phase === "listening" || phase === "speaking";
-  ui.start.disabled = phase === "connecting" || phase === "signin" || live;
-  ui.end.disabled = !(phase === "connecting" || live);
+  const paused = phase === "paused";  // by the teacher: only End works until they resume
+  ui.start.disabled = phase === "connecting" || phase === "signin" || live || paused;
+  ui.end.disabled = !(phase === "connecting" || live || paused);
   ui.stop.disabled = !live;
   ui.repeat.disabled = !live;
   ui.message.disabled = !live;
   ui.send.disabled = !live;
   ui.talk.disabled = !live || state.mode !== "push-to-talk";
-  ui.persona.disabled = phase === "connecting" || live;
+  ui.persona.disabled = phase === "connecting" || live || paused;
   ui.speaking.classList.toggle("on", phase === "speaking");
 }
 
@@ -174,7 +230,8 @@ function send(message) {
 // ------------------------------------------------------------------------------ microphone
 function updateMic() {
   if (!state.mic) return;
-  state.mic.enabled = state.mode === "hands-free" || state.talking;
+  // While the teacher has the session paused, nothing the student says is sent.
+  state.mic.enabled = state.phase !== "paused" && (state.mode === "hands-free" || state.talking);
 }
 
 function setTalking(on) {
@@ -260,7 +317,7 @@ function connected(pc, timeoutMs) {
   });
 }
 
-function stop(errorText) {
+function stop(errorText, statusText) {
   if (errorText) {
     showError(errorText);
   }
@@ -270,6 +327,7 @@ function stop(errorText) {
   state.pc = null; state.channel = null; state.mic = null; state.talking = false;
   ui.partial.textContent = "";
   setPhase(errorText ? "error" : "ended");
+  if (statusText) ui.status.textContent = statusText;
 }
 
 function silence() {
@@ -371,7 +429,25 @@ function onMessage(message) {
     case "usage.cap_reached":
       showCapReached(message);
       break;
+    case "session.paused":
+      ui.partial.textContent = "";
+      setPhase("paused");
+      updateMic();
+      break;
+    case "session.resumed":
+      setPhase("listening");
+      updateMic();
+      ui.status.textContent = TEACHER.resumed;
+      break;
+    case "session.ended":
+      // Ended by the teacher, or by closing the class: said in the status line, not as an error.
+      if (TEACHER[message.reason]) stop(undefined, TEACHER[message.reason]);
+      break;
     case "error":
+      if (message.code === "session_paused") {
+        ui.status.textContent = STATUS.paused;
+        break;
+      }
       if (message.code === "cap_reached" && !message.fatal) {
         // Said once, politely, by usage.cap_reached; no alert on every turn that meets the cap.
         if (!ui.usageNotice.textContent) ui.usageNotice.textContent = message.message;
@@ -386,7 +462,8 @@ function onMessage(message) {
 }
 
 // ------------------------------------------------------------------------------ controls
-// True when signed in (or the server needs no sign-in) and the tutors are listed.
+// True when signed in (or the server needs no sign-in) and the tutors are listed: a class's own
+// tutors after joining a class, otherwise every tutor the server has.
 async function loadPersonas() {
   try {
     const response = await fetch("/v1/personas", { headers: authHeaders() });
@@ -395,7 +472,10 @@ async function loadPersonas() {
       return false;
     }
     if (!response.ok) throw new Error(await errorMessage(response));
-    const personas = await response.json();
+    const all = await response.json();
+    const personas = classroom && classroom.personas && classroom.personas.length ? classroom.personas : all;
+    ui.classroomLine.hidden = !classroom;
+    ui.classroomLine.textContent = classroom ? `Your class: ${classroom.name}. Choose one of its tutors.` : "";
     ui.persona.replaceChildren();
     for (const p of personas) {
       const option = document.createElement("option");
@@ -494,10 +574,20 @@ document.addEventListener("keyup", (event) => {
 
 setPhase("idle");
 // A sign-in link: take the code out of the address bar and history at once, then redeem it.
-const linkCode = new URLSearchParams(location.hash.slice(1)).get("signin");
+const hashParams = new URLSearchParams(location.hash.slice(1));
+const linkCode = hashParams.get("signin");
 if (linkCode) {
   history.replaceState(null, "", location.pathname + location.search);
   join(linkCode);
+} else if (hashParams.has("join")) {
+  history.replaceState(null, "", location.pathname + location.search);
+  showJoin(hashParams.get("join"));
 } else {
   loadPersonas();
 }
+window.addEventListener("hashchange", () => {
+  const params = new URLSearchParams(location.hash.slice(1));
+  if (!params.has("join") || ["connecting", "listening", "speaking", "paused"].includes(state.phase)) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  showJoin(params.get("join"));
+});
