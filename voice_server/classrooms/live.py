@@ -343,6 +343,8 @@ class SessionWatch:
     def seen(self, message: BaseModel) -> None:
         """Called with every message the session sends its student (never blocks)."""
         if isinstance(message, protocol.TranscriptFinalMsg):
+            if not message.text.strip():
+                return  # a turn with nothing heard ("no speech") has no line
             self._line(message.turn_id, "student", message.text)
         elif isinstance(message, protocol.TurnDoneMsg):
             lines = []
