@@ -291,6 +291,35 @@ def test_a_browser_opens_the_websocket_with_a_one_time_ticket_once(auth_app: Aut
     assert not _ws_accepts(auth_app, "/v1/ws?ticket=made-up")
 
 
+def test_a_ticket_from_one_replica_opens_the_websocket_on_another_once(tmp_path):
+    """Replicas behind a load balancer: the ticket is signed, not kept in one server's memory,
+    and its use is recorded in the database they share."""
+    from fastapi.testclient import TestClient
+
+    from tests.auth.conftest import make_app
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+    first, second = make_app(tmp_path / "a", database_url=url), make_app(tmp_path / "b", database_url=url)
+    with TestClient(first, base_url="http://127.0.0.1:8765") as http_a, \
+            TestClient(second, base_url="http://127.0.0.1:8765") as http_b:
+        a, b = AuthApp(first, http_a), AuthApp(second, http_b)
+        ticket = _ticket(a)
+        assert _ws_accepts(b, f"/v1/ws?ticket={ticket}")
+        assert not _ws_accepts(a, f"/v1/ws?ticket={ticket}")  # used: on every replica
+        # A ticket is not an access token, and an access token is not a ticket.
+        assert not _ws_accepts(a, authorization=f"Bearer {_ticket(a)}")
+        assert a.http.get("/v1/personas", headers={"authorization": f"Bearer {_ticket(a)}"}).status_code == 401
+        assert not _ws_accepts(b, f"/v1/ws?ticket={a.token(STUDENT)}")
+
+
+def test_a_ticket_of_a_token_revoked_since_is_refused(auth_app: AuthApp):
+    token = auth_app.token(STUDENT, subject="stu_leaving")
+    response = auth_app.http.post("/v1/auth/ws-ticket", headers={"authorization": f"Bearer {token}"})
+    ticket = response.json()["ticket"]
+    auth_app.http.post("/v1/auth/sign-out", headers={"authorization": f"Bearer {token}"})
+    assert not _ws_accepts(auth_app, f"/v1/ws?ticket={ticket}")
+
+
 def test_an_access_token_in_the_websocket_url_is_refused(auth_app: AuthApp):
     # It would land in access logs and browser history; tickets exist for that.
     assert not _ws_accepts(auth_app, f"/v1/ws?token={auth_app.token(STUDENT)}")

@@ -77,13 +77,13 @@ class Authenticator:
     settings: AuthSettings
     issuer: TokenIssuer
     signin_codes: OneTimeCodes[Role] = field(init=False)
-    ws_tickets: OneTimeCodes[Claims] = field(init=False)
     sign_in_failures: FailureLimiter = field(init=False)
     revocations: Revocations | None = None
+    # Tickets used, where there is no database to record them in (an app embedded without one).
+    _used_tickets: dict[str, datetime] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.signin_codes = OneTimeCodes(self.settings.signin_code_ttl_s)
-        self.ws_tickets = OneTimeCodes(self.settings.ws_ticket_ttl_s)
         self.sign_in_failures = FailureLimiter(
             self.settings.max_sign_in_failures, self.settings.sign_in_failure_window_s
         )
@@ -118,6 +118,26 @@ class Authenticator:
         await self.check_not_revoked(claims)
         if claims.role not in roles:
             raise AuthError(403, "forbidden", "Your role may not use this.")
+        return claims
+
+    def issue_ws_ticket(self, claims: Claims) -> str:
+        """A one-time WebSocket ticket: signed, not stored, so any replica can take it."""
+        return self.issuer.mint_ticket(claims, ttl_s=self.settings.ws_ticket_ttl_s)
+
+    async def redeem_ws_ticket(self, ticket: str) -> Claims | None:
+        """The claims it was issued for, the first time it is used anywhere; None when it is
+        forged, expired or used already."""
+        try:
+            claims, ticket_id, expires_at = self.issuer.verify_ticket(ticket)
+        except InvalidToken:
+            return None
+        if self.revocations is not None:
+            return claims if await self.revocations.use_once(ticket_id, claims.subject, expires_at) else None
+        now = datetime.now(UTC)
+        self._used_tickets = {k: v for k, v in self._used_tickets.items() if v > now}
+        if ticket_id in self._used_tickets:
+            return None
+        self._used_tickets[ticket_id] = expires_at
         return claims
 
     async def check_not_revoked(self, claims: Claims) -> None:

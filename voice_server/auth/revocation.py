@@ -47,6 +47,19 @@ class Revocations:
         except IntegrityError:
             pass  # signed out twice: already refused
 
+    async def use_once(self, token_id: str, subject: str, expires_at: datetime) -> bool:
+        """True the first time a one-time credential (a WebSocket ticket) is used, on any replica:
+        its id is recorded with the revoked tokens until it would have expired anyway."""
+        try:
+            async with self.engine.begin() as connection:
+                await self._purge(connection)
+                await connection.execute(
+                    insert(revoked_tokens).values(jti=token_id, subject=subject, expires_at=expires_at)
+                )
+        except IntegrityError:
+            return False  # used already
+        return True
+
     async def revoke_subject(self, subject: str) -> datetime:
         """Every token of `subject` issued up to now is refused; tokens issued later are not.
         Returns that moment (whole seconds, as tokens' `iat` are: a token issued in the same

@@ -161,9 +161,11 @@ async def sign_out(request: Request, claims: Annotated[Claims, Depends(require()
 async def ws_ticket(
     request: Request, claims: Annotated[Claims, Depends(require())]
 ) -> Ticket:
-    """A one-time ticket to open the WebSocket from a browser, which cannot set its headers."""
+    """A one-time ticket to open the WebSocket from a browser, which cannot set its headers. It
+    is signed rather than stored, and its use is recorded in the database, so it works once on
+    whichever replica the WebSocket reaches."""
     auth = authenticator(request)
-    return Ticket(ticket=_issue(auth.ws_tickets, claims), expires_in=int(auth.ws_tickets.ttl_s))
+    return Ticket(ticket=auth.issue_ws_ticket(claims), expires_in=auth.settings.ws_ticket_ttl_s)
 
 
 @router.post("/signin-links", response_model=SignInLink, responses=_401 | _403)

@@ -16,6 +16,9 @@ import jwt
 ALGORITHM = "HS256"
 # Tokens of another service that shares the secret by mistake are still refused.
 AUDIENCE = "convergio-voice"
+# A WebSocket ticket is signed for this audience instead: it is no access token, and no access
+# token is a ticket.
+TICKET_AUDIENCE = "convergio-voice-ws-ticket"
 MIN_SECRET_CHARS = 32
 
 
@@ -102,6 +105,56 @@ class TokenIssuer:
             token_id=str(payload["jti"]),
             issued_at=datetime.fromtimestamp(payload["iat"], UTC),
         )
+
+
+    def mint_ticket(self, claims: Claims, *, ttl_s: int, now: datetime | None = None) -> str:
+        """A one-time WebSocket ticket for the holder of `claims`: short-lived, for the ticket
+        audience, carrying the access token's id and issue time so that a revocation of that
+        token still refuses it. Any replica with the same secret can check it."""
+        issued = now or datetime.now(UTC)
+        payload: dict[str, object] = {
+            "aud": TICKET_AUDIENCE,
+            "sub": claims.subject,
+            "role": claims.role.value,
+            "iat": issued,
+            "exp": issued + timedelta(seconds=ttl_s),
+            "jti": secrets.token_urlsafe(12),
+            "tok": claims.token_id,
+            "tok_iat": int((claims.issued_at or issued).timestamp()),
+            "tok_exp": int(claims.expires_at.timestamp()),
+        }
+        if claims.classroom is not None:
+            payload["classroom"] = claims.classroom
+        return jwt.encode(payload, self._secret, algorithm=ALGORITHM)
+
+    def verify_ticket(self, ticket: str) -> tuple[Claims, str, datetime]:
+        """The claims of the access token the ticket was traded for, the ticket's own id (to use
+        it once) and when it expires. InvalidToken when it is not a valid, unexpired ticket."""
+        try:
+            payload = jwt.decode(
+                ticket,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=TICKET_AUDIENCE,
+                options={"require": ["exp", "iat", "jti", "sub", "role", "aud", "tok", "tok_iat", "tok_exp"]},
+            )
+            role = Role(payload["role"])
+            classroom = payload.get("classroom")
+            if not isinstance(payload["sub"], str) or not (classroom is None or isinstance(classroom, str)):
+                raise ValueError
+            claims = Claims(
+                subject=payload["sub"],
+                role=role,
+                classroom=classroom,
+                expires_at=datetime.fromtimestamp(int(payload["tok_exp"]), UTC),
+                token_id=str(payload["tok"]),
+                issued_at=datetime.fromtimestamp(int(payload["tok_iat"]), UTC),
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("the ticket has expired") from None
+        except (jwt.InvalidTokenError, ValueError, TypeError):
+            raise InvalidToken("the ticket is not valid") from None
+        return claims, str(payload["jti"]), datetime.fromtimestamp(payload["exp"], UTC)
 
 
 def new_subject(prefix: str) -> str:

@@ -72,7 +72,7 @@ async def _credentials(websocket: WebSocket, auth: Authenticator) -> Claims:
     if "token" in params or "access_token" in params:
         raise AuthError(401, "token_in_url", "Send a one-time ticket in the URL, never an access token.")
     if (ticket := params.get("ticket")) is not None:
-        claims = auth.ws_tickets.redeem(ticket)
+        claims = await auth.redeem_ws_ticket(ticket)
         if claims is None:
             raise AuthError(401, "invalid_ticket", "The ticket is unknown, used or expired.")
         # The token it was traded for may have been revoked in the seconds since.
