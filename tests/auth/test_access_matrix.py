@@ -150,11 +150,9 @@ BAD_CREDENTIALS: dict[str, str | None] = {
 
 def _call(api: AuthApp, endpoint: Endpoint, authorization: str | None):
     headers = {"authorization": authorization} if authorization else {}
-    if endpoint.template.endswith("/events"):  # an event stream does not end: its status is the answer
-        with api.http.stream(endpoint.method, endpoint.path, headers=headers) as response:
-            if response.status_code >= 400:
-                response.read()
-            return response
+    if endpoint.template.endswith("/events"):
+        # An event stream does not end; asked for JSON, the route answers with its snapshot alone.
+        headers["accept"] = "application/json"
     return api.http.request(endpoint.method, endpoint.path, headers=headers, json=endpoint.body)
 
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import insert
 
@@ -349,12 +349,19 @@ async def classroom_sessions(
 )
 async def classroom_events(
     classroom_id: ClassroomId, request: Request, claims: Annotated[Claims, Depends(teacher_or_admin)]
-) -> StreamingResponse:
+) -> Response:
     """Server-sent events: first `snapshot` (the classroom and its sessions), then each event of
     its sessions as it happens, on whichever server the session runs. Read it with fetch() (it
-    needs the bearer header)."""
+    needs the bearer header). With `Accept: application/json` (and not text/event-stream), the
+    snapshot alone, as JSON."""
     room = await _own_classroom(request, claims, classroom_id)
     live = _live(request)
+    accept = request.headers.get("accept", "")
+    if "application/json" in accept and "text/event-stream" not in accept:
+        # A client asking for JSON gets the snapshot alone, and the response ends.
+        snapshot = await live.snapshot(room)
+        snapshot["classroom"] = ClassroomOut.of(room).model_dump(mode="json")
+        return JSONResponse(json.loads(json.dumps(snapshot, default=str)))
 
     async def stream() -> AsyncIterator[str]:
         async with live.events(room.id) as events:
