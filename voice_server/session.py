@@ -296,7 +296,9 @@ class ProtocolSession:
         if self._classrooms is None or self._who.classroom_id is None:
             return None
         room = await classroom_store.get_classroom(self._classrooms.engine, self._who.classroom_id)
-        if room is None or not room.open:
+        if room is None:
+            return None  # a classroom id from elsewhere (a token minted for billing only): no console
+        if not room.open:
             raise ProtocolError("classroom_closed", "This classroom is closed. Ask your teacher for a new code.")
         return room
 
