@@ -34,7 +34,14 @@ def collapse_repeats(text: str) -> str:
     again ("Can you help me with fractions? Can you help me with fractions?"), often cut off by
     the token budget ("... fractions? Can you help"). A sentence that repeats the one before it
     word for word, or repeats its start at the very end, is dropped; a learner's real
-    repetition loses nothing a tutor needs."""
+    repetition loses nothing a tutor needs. Repeated until nothing changes: dropping the last
+    sentence can make the one before it a repeated start in turn."""
+    while (collapsed := _collapse_once(text)) != text.strip():
+        text = collapsed
+    return text.strip()
+
+
+def _collapse_once(text: str) -> str:
     kept: list[str] = []
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if s]
     for index, sentence in enumerate(sentences):
