@@ -272,7 +272,8 @@ class ReplyStage(Stage):
                             break
                         outcome = task.result()
                     if checked is not None:
-                        ended = checked.finish()
+                        stopped = outcome is Outcome.REPEATED or request.usage.completion_tokens >= request.max_tokens
+                        ended = checked.finish(whole=not stopped)
                     if outcome is not Outcome.REPEATED or not attempt.live:
                         break
                     if checked is not None and checked.spoken:
@@ -358,10 +359,12 @@ class _CheckedSentences:
             return True
         return self._judge()
 
-    def finish(self) -> bool:
-        """The model's stream ended: a last sentence without its full stop is judged too.
+    def finish(self, *, whole: bool = True) -> bool:
+        """The model's stream ended. When the model ended it itself (`whole`), a last sentence
+        without its full stop is judged too; when the draw was stopped (a repeat of an earlier
+        reply, the token limit) what is held is a fragment ("I see you're"), never said.
         True when the safety layer ended the reply."""
-        if self._held and not self.failed and not self._ended:
+        if whole and self._held and not self.failed and not self._ended:
             self._held[-1] = self._held[-1].rstrip(",;: ") + "."
             self._judge()
         self._held.clear()

@@ -124,3 +124,19 @@ async def test_a_model_too_slow_for_its_deadline_is_cut_off_and_the_vetted_fact_
     assert card.fact[1:] in done.reply_text and "dance" not in done.reply_text
     assert llm.requests[0].cancel.is_set()  # the generation was stopped, not left running
     assert took < 5  # a deadline of about a second, not the model's eight slow words
+
+
+async def test_a_draw_stopped_as_a_repeat_never_says_the_half_sentence_it_held():
+    # The model's sentence is held until it is whole; a draw stopped midway (it began to repeat
+    # an earlier reply) leaves a fragment ("I see you're going to the") that is never said.
+    reply = "Ah, I see you're going to the right place with that, dear friend."
+    llm = ScriptedLLM(reply)
+    pipeline, events = await _make(llm, "language")
+    await _ask(pipeline, events, "He was not an ill-disposed young man.")
+    second, captions, deltas = await _ask(pipeline, events, "He might even have been made amiable himself.")
+    await pipeline.aclose()
+    assert len(llm.requests) >= 2  # the model was asked again and drew the same reply
+    for shown in (second.reply_text, deltas, *captions):
+        assert "going to the." not in shown and "you're." not in shown
+    for sentence in split_sentences(second.reply_text):
+        assert sentence.rstrip().endswith((".", "?", "!", ":")), sentence
