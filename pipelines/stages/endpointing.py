@@ -251,7 +251,10 @@ class EndpointingStage(Stage):
     def _maybe_partial(self) -> None:
         listening = self._turns.listening
         interval = self._config.partial_interval_ms
-        if not interval or listening is None or not self._partial_ready():
+        # Only while the student is voicing: once silence begins the turn may be ending, and a
+        # caption started now would hold a core the final transcript and the turn model need
+        # (measured: a partial begun 70 ms into the end-of-turn silence delayed both by ~200 ms).
+        if not interval or listening is None or self._detector.silence_ms or not self._partial_ready():
             return
         frames_since = self._detector.frames_seen - self._last_partial_frame
         if frames_since * self._config.frame_ms < interval:

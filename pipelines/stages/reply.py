@@ -321,7 +321,10 @@ class ReplyStage(Stage):
             # Only on an idle model: a prefill step cannot be interrupted, and under load it would
             # hold the core other students' replies need.
             if not self._llm.busy:
-                tokens = await self._llm.prefill(self.agent.messages_for(neutralise(request.text)))
+                # Nice to have: never ahead of a reply a student is waiting for (a step already
+                # running cannot be stopped, so it must not take the cores first).
+                with work_scope(Priority(Urgency.OPTIONAL)):
+                    tokens = await self._llm.prefill(self.agent.messages_for(neutralise(request.text)))
                 usage = Usage(request.listening.id, None, UsageKind.LLM_PROMPT_TOKENS, tokens, self._llm.info, speculative=True)
                 self.push(usage)
         except EngineError as exc:

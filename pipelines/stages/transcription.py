@@ -172,9 +172,11 @@ class TranscriptionStage(Stage):
             if self._turns.listening is not listening:
                 return
             self.push(TranscriptPartial(listening.id, result.text))
-            if frame.whole and self._prefill:
+            speculating = self._turns.speculation is not None and self._turns.speculation.listening is listening
+            if frame.whole and self._prefill and not speculating:
                 # Read the question heard so far into the model's cache while the student is still
-                # talking: at the pause only the words that changed are left to read.
+                # talking: at the pause only the words that changed are left to read. Not once a
+                # pause has begun: the final transcript is on its way, and this one is stale.
                 done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 self.push(PrefillRequest(listening, result.text, done))
                 await done

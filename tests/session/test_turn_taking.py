@@ -176,3 +176,69 @@ async def test_the_right_answer_to_the_tutors_question_is_answered_at_once_howev
     spoken = [e for e in events if isinstance(e, TranscriptFinal) and e.text == "Thirty five."]
     assert _count(events, TurnThinking) == 0 and len(spoken) == 1
     await pipeline.aclose()
+
+
+class _CountingSTT(ScriptedSTT):
+    """Tells partial transcriptions from final ones; a partial takes `partial_delay_s`."""
+
+    def __init__(self, partial_delay_s: float = 0.0) -> None:
+        super().__init__("What is two plus two?")
+        self.partial_delay_s = partial_delay_s
+        self.partials = 0
+
+    async def transcribe(self, audio, *, partial: bool = False):
+        if partial:
+            self.partials += 1
+            await asyncio.sleep(self.partial_delay_s)
+        return await super().transcribe(audio, partial=partial)
+
+
+class _PrefillCountingLLM(ScriptedLLM):
+    def __init__(self) -> None:
+        super().__init__("Four.", token_delay_s=0.001)
+        self.prefills = 0
+
+    async def prefill(self, messages) -> int:
+        self.prefills += 1
+        return 1
+
+
+async def _partials_pipeline(stt: _CountingSTT, llm: ScriptedLLM, interval_ms: int) -> tuple[Pipeline, list]:
+    events: list = []
+
+    async def sink(event) -> None:
+        events.append(event)
+
+    engines = Engines(LoudnessVAD(), stt, llm, ToneTTS())
+    config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=interval_ms)
+    return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(turn=config, lesson_plans=False)), events
+
+
+async def test_live_captions_are_made_while_the_student_speaks_never_once_silence_begins():
+    # Speech is detected ~150 ms in, so the first caption is due at ~600 ms: in the silence
+    # after 450 ms of speech. The final transcript and the turn model need the cores then.
+    stt = _CountingSTT()
+    pipeline, events = await _partials_pipeline(stt, ScriptedLLM("Four."), interval_ms=450)
+    await _stream(pipeline, _speech(450) + _silence(FALLBACK_MS + 300))
+    await _settle()
+    assert stt.partials == 0 and _count(events, TranscriptFinal) == 1
+    await pipeline.aclose()
+
+    stt = _CountingSTT()
+    pipeline, events = await _partials_pipeline(stt, ScriptedLLM("Four."), interval_ms=450)
+    await _stream(pipeline, _speech(1500) + _silence(FALLBACK_MS + 300))
+    await _settle()
+    assert stt.partials >= 2  # while voiced, captions come as before
+    await pipeline.aclose()
+
+
+async def test_a_caption_that_lands_after_the_pause_began_is_not_read_into_the_model():
+    # Read into the model's cache while the student talks, the question heard so far saves time;
+    # once a pause has begun the final words are on their way and that reading would only hold
+    # the model the answer needs.
+    stt, llm = _CountingSTT(partial_delay_s=0.3), _PrefillCountingLLM()
+    pipeline, events = await _partials_pipeline(stt, llm, interval_ms=300)
+    await _stream(pipeline, _speech(500) + _silence(250))  # a caption in flight, then a pause
+    await asyncio.sleep(0.5)  # the caption lands during the pause
+    assert stt.partials == 1 and llm.prefills == 0
+    await pipeline.aclose()
