@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from latency_bench.client import VoiceClient, load_clip
-from latency_bench.wer import normalise, word_error_rate
+from latency_bench.wer import normalise, word_error_rate, word_recall
 
 pytestmark = pytest.mark.models
 
@@ -135,3 +135,31 @@ async def test_concurrent_sessions_never_hear_each_other(server, speech_clips: P
     assert word_error_rate([entry["transcript"]], [result.transcript]) < 0.25
     heard = [m["type"] for m in silent.messages if m["type"].startswith(("speech.", "transcript."))]
     assert heard == [], f"the silent session heard speech: {heard}"
+
+
+async def test_four_students_at_once_each_get_their_own_whole_words_and_an_answer(
+    server, speech_clips: Path, speech_manifest
+):
+    """A classroom on two cores: four sessions talk at once, a little apart, with the real
+    engines. Each transcript is that clip's words, once: not another student's, not a decoder
+    loop, not cut short at a pause the load stretched; and no session waits forever behind the
+    others (every student's reply arrives)."""
+    import asyncio
+
+    entries = _pick(speech_manifest)[:4]
+    assert len(entries) == 4
+
+    async def student(index: int, entry: dict):
+        await asyncio.sleep(index * 0.4)
+        async with VoiceClient(server.ws_ticket_url()) as client:
+            return await client.play_clip(load_clip(speech_clips / entry["file"]), timeout_s=90)
+
+    results = await asyncio.gather(*(student(i, e) for i, e in enumerate(entries)))
+    for entry, result in zip(entries, results, strict=True):
+        said, heard = normalise(entry["transcript"]).split(), normalise(result.transcript).split()
+        name = entry["file"]
+        assert result.finals == 1, f"{name}: {result.finals} transcripts: the turn was cut in pieces"
+        assert word_recall(entry["transcript"], result.transcript) >= 0.75, f"{name}: cut short: {heard}"
+        assert len(heard) <= len(said) + 3, f"{name}: longer than the clip: {heard}"
+        assert word_error_rate([entry["transcript"]], [result.transcript]) < 0.3, f"{name}: {heard}"
+        assert result.voice_to_voice_ms is not None and result.reply_audio_ms > 0, f"{name}: no reply"
