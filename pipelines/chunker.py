@@ -84,3 +84,12 @@ class SentenceChunker:
             return True
         # A single letter before the dot is an initial ("J. Smith"), not a sentence end.
         return len(word) == 1 and word.isalpha() and word != "i"
+
+
+def spoken_pieces(line: str) -> list[str]:
+    """A whole line (a vetted line of the plan, a reply said again) cut as if it were streamed:
+    pushed at once, its first sentence would be one piece, and its audio would start only once
+    the whole sentence is synthesised."""
+    chunker = SentenceChunker()
+    pieces = [piece for word in line.split(" ") for piece in chunker.push(word + " ")]
+    return pieces + chunker.flush()

@@ -20,7 +20,7 @@ from models.base import ChatMessage, EngineError, GenerationRequest, LanguageMod
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.agent import TutorAgent
 from pipelines.allowance import CAP_REACHED, end_at_cap
-from pipelines.chunker import SentenceChunker
+from pipelines.chunker import spoken_pieces
 from pipelines.drafting import ENDS_SENTENCE as _ENDS_SENTENCE
 from pipelines.control import (
     AttemptEnded,
@@ -162,8 +162,7 @@ class ReplyStage(Stage):
         for mark in ("llm_first_token", "first_sentence"):
             self.push(Mark(attempt, mark, now))
         attempt.generated = text
-        chunker = SentenceChunker()
-        for piece in [*chunker.push(text + " "), *chunker.flush()]:
+        for piece in spoken_pieces(text):
             self.push(Out(attempt, ReplyTextDelta(attempt.turn_id, piece + " ")))
             self.push(Sentence(attempt, piece, vetted=True))
         self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
@@ -176,8 +175,7 @@ class ReplyStage(Stage):
         self._turns.commit(attempt)
         attempt.reply_started = True
         attempt.generated = frame.text
-        chunker = SentenceChunker()
-        for piece in [*chunker.push(frame.text + " "), *chunker.flush()]:
+        for piece in spoken_pieces(frame.text):
             self.push(Sentence(attempt, piece))
         self.push(ReplyDone(attempt, TurnStatus.COMPLETED))
 
@@ -287,7 +285,13 @@ class ReplyStage(Stage):
                         queue(self.agent.re_engage(earlier))
                 if plan is not None and checked is not None and not ended and attempt.live:
                     if not checked.spoken and plan.fallback:
-                        ended = not queue(plan.fallback, vetted=True)  # the vetted fact or hint, in place of the model's
+                        # The vetted fact or hint, in place of the model's, often after a missed
+                        # deadline while the lead's audio runs out: its first words are synthesised
+                        # alone so the silence after the lead stays short (a whole fact took up to
+                        # 0.9 s to synthesise under load).
+                        for piece in spoken_pieces(plan.fallback):
+                            if ended := not queue(piece, vetted=True):
+                                break
                     if not ended and plan.close and "?" not in attempt.generated:
                         queue(plan.close, vetted=True)
                 if not emitted and attempt.live:  # the model said nothing at all: never silence

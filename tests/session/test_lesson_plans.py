@@ -140,3 +140,18 @@ async def test_a_draw_stopped_as_a_repeat_never_says_the_half_sentence_it_held()
         assert "going to the." not in shown and "you're." not in shown
     for sentence in split_sentences(second.reply_text):
         assert sentence.rstrip().endswith((".", "?", "!", ":")), sentence
+
+
+async def test_the_fact_said_after_a_missed_deadline_starts_with_a_few_words_so_no_gap_opens():
+    # The lead plays while the model writes; when the model misses its deadline the card's fact
+    # is said instead, and its first words are synthesised alone: the student hears the fact
+    # start while the rest of it is made, instead of a silence as long as the whole sentence.
+    card = lessons_for("maths").find("prime")
+    llm = ScriptedLLM("Numbers have special friends that dance together.", token_delay_s=0.4)
+    pipeline, events = await _make(llm)
+    done, captions, _ = await _ask(pipeline, events, "What is a prime number?")
+    await pipeline.aclose()
+    fact_pieces = captions[1:-1]  # after the lead, before the card's question
+    assert 2 <= len(fact_pieces[0].split()) <= 4
+    assert " ".join(fact_pieces).lower() == card.fact.lower()
+    assert card.fact[1:] in done.reply_text

@@ -1,4 +1,4 @@
-from pipelines.chunker import SentenceChunker
+from pipelines.chunker import SentenceChunker, spoken_pieces
 
 
 def _feed(text: str, step: int = 3) -> list[str]:
@@ -42,3 +42,12 @@ def test_a_first_sentence_with_no_break_is_cut_after_a_few_words():
 def test_the_first_piece_length_is_a_parameter():
     chunker = SentenceChunker(first_piece_max_words=6)
     assert chunker.push("One two three four five six seven eight ") == ["One two three four five six"]
+
+
+def test_a_whole_line_is_cut_as_if_streamed_so_its_audio_starts_after_a_few_words():
+    line = "Thanks for sharing that, and now let's get back to maths. You have twelve sweets; how many are left?"
+    pieces = spoken_pieces(line)
+    assert pieces[0] == "Thanks for sharing that,"
+    assert " ".join(pieces) == line
+    assert spoken_pieces("A prime number has exactly two factors: one and itself.")[0] == "A prime number has"
+    assert spoken_pieces("Mr. Smith has 3.5 apples.") == ["Mr. Smith has 3.5 apples."]  # short: one piece
