@@ -54,6 +54,23 @@ def _collapse_once(text: str) -> str:
     return " ".join(kept)
 
 
+RESTART_MIN_WORDS = 4
+
+
+def restarts_itself(text: str) -> bool:
+    """Whisper's third loop, with no full stop to find it by: the decoder runs to the end of the
+    words and starts them again ("… as an example of fine typography and it is worth m"). True
+    when, from some word on, the transcript restates its own opening (at least four words, the
+    last possibly cut short by the token budget). A learner repeating a phrase matches too; then
+    the clip is only transcribed again on Whisper's own path, nothing is dropped."""
+    words = _words(text)
+    for start in range(RESTART_MIN_WORDS, len(words) - RESTART_MIN_WORDS + 1):
+        tail = words[start:]
+        if tail[:-1] == words[: len(tail) - 1] and words[len(tail) - 1].startswith(tail[-1]):
+            return True
+    return False
+
+
 def _words(sentence: str) -> list[str]:
     return re.findall(r"[a-z0-9']+", sentence.lower())
 
@@ -108,8 +125,9 @@ class FasterWhisperSTT(SpeechToText):
 
     def _transcribe_window(self, audio: np.ndarray, window_s: int) -> str | None:
         """The trimmed window's transcript, or None when its decoder looped: it used the whole
-        token budget or said a sentence twice. Trimmed windows loop more often than Whisper's
-        own 30 s (about one clip in ten of unseen read speech, none of them at 30 s)."""
+        token budget, said a sentence twice or started its words again. Trimmed windows loop
+        more often than Whisper's own 30 s (about one clip in ten of unseen read speech, none of
+        them at 30 s)."""
         padded = np.zeros(window_s * self.sample_rate, dtype=np.float32)
         padded[: len(audio)] = audio
         features = self._model.feature_extractor(padded, padding=0)[:, : window_s * 100]
@@ -128,7 +146,7 @@ class FasterWhisperSTT(SpeechToText):
         )[0]
         tokens = result.sequences_ids[0]
         text = self._tokenizer.decode(tokens).strip()
-        if len(tokens) >= budget or collapse_repeats(text) != text:
+        if len(tokens) >= budget or collapse_repeats(text) != text or restarts_itself(text):
             return None
         return text
 

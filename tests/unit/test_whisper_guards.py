@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.faster_whisper_stt import MAX_TOKENS, MIN_TOKENS, collapse_repeats, token_budget
+from models.faster_whisper_stt import MAX_TOKENS, MIN_TOKENS, collapse_repeats, restarts_itself, token_budget
 
 
 def test_a_sentence_repeated_by_the_decoder_is_kept_once():
@@ -50,3 +50,29 @@ def test_a_longer_clip_never_gets_a_smaller_budget(a: float, b: float):
 def test_collapsing_is_idempotent_and_never_lengthens(text: str):
     once = collapse_repeats(text)
     assert collapse_repeats(once) == once and len(once) <= len(text.strip()) + 1
+
+
+def test_a_decoder_that_starts_its_words_again_without_a_full_stop_is_caught():
+    # Unseen LJ Speech through the streaming path: no full stop between the copies, so the
+    # sentence check cannot see it; the last word is cut short by the token budget.
+    assert restarts_itself(
+        "and it is worth mention in passing that as an example of fine typography and it is worth m"
+    )
+    assert restarts_itself("Yes, yes, yes, yes, yes, yes, yes, yes.")
+
+
+def test_ordinary_sentences_and_short_repeats_do_not_count_as_a_restart():
+    for text in (
+        "Printing, in the only sense with which we are at present concerned, differs from most.",
+        "two plus two, two plus two",
+        "I think, I think that it is four.",
+        "What is seven times eight?",
+        "",
+    ):
+        assert not restarts_itself(text)
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "the", "of"]), min_size=4, max_size=12))
+def test_words_said_and_then_said_again_are_always_caught(words: list[str]):
+    text = " ".join(words)
+    assert restarts_itself(f"{text} {text}")
