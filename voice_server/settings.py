@@ -139,6 +139,11 @@ class WebRtcSettings(BaseModel):
     # default is a public STUN server that would learn the address of every peer.
     ice_servers: list[str] = []
     inbound_timeout_s: float = Field(5.0, gt=0)  # a peer that sends no audio this long has vanished
+    # Opus frames (20 ms each) aiortc holds back before decoding the student's audio. Its default,
+    # 4, smooths playback for a listener; the server only transcribes, so waiting for later packets
+    # only makes it hear the end of a sentence later (80 ms at 4, 20 ms at 1). A packet that
+    # arrives out of order keeps its place in the buffer whatever this is.
+    inbound_jitter_frames: int = Field(1, ge=1, le=8)
 
 
 def _default_data_dir() -> Path:

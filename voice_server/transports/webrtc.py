@@ -20,6 +20,7 @@ from typing import Any
 import av
 import numpy as np
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from voice_server.admission import Admission, Slot
@@ -86,6 +87,19 @@ def use_host_addresses(addresses: list[str]) -> None:
     import aioice.ice
 
     aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
+
+
+def hold_back_frames(receiver: Any, frames: int) -> bool:
+    """Make the receiver decode each audio frame once `frames` later ones have arrived, instead of
+    aiortc's 4 (80 ms, for smooth playback). aiortc has no option for it, so its receiver's buffer
+    is replaced before any packet arrives; with an aiortc laid out differently nothing changes and
+    False says so (the audio still flows, only later)."""
+    attribute = "_RTCRtpReceiver__jitter_buffer"
+    current = getattr(receiver, attribute, None)
+    if not isinstance(current, JitterBuffer) or getattr(current, "_is_video", True):
+        return False
+    setattr(receiver, attribute, JitterBuffer(capacity=current.capacity, prefetch=frames))
+    return True
 
 
 class ReplyAudioTrack(AudioStreamTrack):
@@ -176,6 +190,9 @@ class WebRtcPeer:
         @self.pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
+                receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+                if not hold_back_frames(receiver, manager.settings.webrtc.inbound_jitter_frames):
+                    log.warning("this aiortc's jitter buffer was not adjusted: inbound audio is heard 60 ms later")
                 self._spawn(self._read_audio(track))
             else:
                 track.stop()  # a track nobody reads grows memory without bound
