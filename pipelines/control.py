@@ -192,6 +192,14 @@ class UsePartialTranscript(SystemFrame):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class ModelSetAside(SystemFrame):
+    """The reply no longer waits for the model: its sentence missed the plan's deadline and vetted
+    lines are said instead. The model's stages cannot leave the student in silence any more."""
+
+    attempt: Attempt
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class GiveUp(SystemFrame):
     attempt: Attempt
     stage: BudgetStage

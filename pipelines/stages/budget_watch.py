@@ -4,7 +4,8 @@ A committed attempt arms a timer for each budgeted stage as soon as the stage's 
 known; the stage's end mark disarms it. When a timer fires, `_missed` records the miss and takes
 the declared action at once: a filler, the latest partial transcript, a shortened answer, or the
 next engine of a fallback chain. A stage that reaches the stall limit ends the turn with an
-apology instead of leaving the student in silence. A stage that was already over budget when its
+apology instead of leaving the student in silence, unless the reply has stopped waiting for it
+(a model set aside at the plan's deadline while the vetted lines are said). A stage that was already over budget when its
 marks became known (both before the commit, or endpointing itself) is recorded with action none.
 """
 
@@ -15,7 +16,15 @@ import logging
 from collections.abc import Callable
 
 from pipelines.budgets import ENGINE_OF_STAGE, STAGE_MARKS, BudgetPolicy
-from pipelines.control import AttemptDiscarded, AttemptEnded, Commit, Mark, PlayFiller, UsePartialTranscript
+from pipelines.control import (
+    AttemptDiscarded,
+    AttemptEnded,
+    Commit,
+    Mark,
+    ModelSetAside,
+    PlayFiller,
+    UsePartialTranscript,
+)
 from pipelines.frames import BudgetAction, BudgetMiss, BudgetStage, SystemFrame
 from pipelines.processor import Stage
 from pipelines.turn import Attempt, Turns
@@ -24,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # The stall limit applies to the stages a reply waits on before its first audio.
 STALLABLE = tuple(s for s in STAGE_MARKS if s not in (BudgetStage.ENDPOINTING, BudgetStage.VOICE_TO_VOICE))
+MODEL_STAGES = (BudgetStage.LLM_FIRST_TOKEN, BudgetStage.FIRST_SENTENCE)
 
 
 class BudgetWatch(Stage):
@@ -37,6 +47,7 @@ class BudgetWatch(Stage):
         self._clock = clock
         self._timers: dict[Attempt, dict[tuple[BudgetStage, bool], asyncio.TimerHandle]] = {}
         self._missed_stages: dict[Attempt, set[BudgetStage]] = {}
+        self._not_awaited: dict[Attempt, set[BudgetStage]] = {}  # stages the reply stopped waiting for
 
     def on_system(self, frame: SystemFrame) -> None:
         if isinstance(frame, Commit):
@@ -48,10 +59,20 @@ class BudgetWatch(Stage):
             for stage, (start, end) in STAGE_MARKS.items():
                 if frame.name in (start, end):
                     self._track(frame.attempt, stage)
+        elif isinstance(frame, ModelSetAside):
+            # Its first token may never come (the draft was stopped) while the vetted lines play
+            # for longer than the stall limit: that is not a stall, and no apology cuts them off.
+            # Kept for a speculative reply too, whose deadline can pass before its commit.
+            self._not_awaited.setdefault(frame.attempt, set()).update(MODEL_STAGES)
+            timers = self._timers.get(frame.attempt, {})
+            for stage in MODEL_STAGES:
+                if (timer := timers.pop((stage, True), None)) is not None:
+                    timer.cancel()
         elif isinstance(frame, AttemptEnded | AttemptDiscarded):
             for timer in self._timers.pop(frame.attempt, {}).values():
                 timer.cancel()
             self._missed_stages.pop(frame.attempt, None)
+            self._not_awaited.pop(frame.attempt, None)
 
     def _track(self, attempt: Attempt, stage: BudgetStage) -> None:
         """Arm, disarm or settle the stage's timers from the marks known now."""
@@ -74,7 +95,8 @@ class BudgetWatch(Stage):
         if budget is not None and (stage, False) not in timers:
             due = marks[start] + budget.ms / 1000 - now
             timers[(stage, False)] = loop.call_later(max(0.0, due), self._fired, attempt, stage)
-        if stage in STALLABLE and (stage, True) not in timers:
+        awaited = stage not in self._not_awaited.get(attempt, ())
+        if stage in STALLABLE and awaited and (stage, True) not in timers:
             due = marks[start] + self._policy.stall_ms / 1000 - now
             timers[(stage, True)] = loop.call_later(max(0.0, due), self._stalled, attempt, stage)
 

@@ -26,6 +26,7 @@ from pipelines.control import (
     AttemptEnded,
     Commit,
     Mark,
+    ModelSetAside,
     Out,
     PrefillRequest,
     ReplyDone,
@@ -265,6 +266,7 @@ class ReplyStage(Stage):
                             task.cancel()
                             abandoned = task
                             checked.close()
+                            self.push(ModelSetAside(attempt))
                             log.info("turn %s: the model's sentence missed its %.1f s deadline; the plan's "
                                      "fallback is said", attempt.turn_id, plan.deadline_s)
                             break

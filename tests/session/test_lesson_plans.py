@@ -8,7 +8,9 @@ import asyncio
 
 from models.silence_tts import SilenceTTS
 from pipelines.agent import TutorAgent
-from pipelines.frames import ReplySentence, ReplyTextDelta, TurnDone
+from pipelines.budgets import BudgetPolicy
+from pipelines.config import PipelineConfig
+from pipelines.frames import PipelineError, ReplySentence, ReplyTextDelta, TurnDone, TurnStatus
 from pipelines.pedagogy.lessons import lessons_for
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines, Pipeline
@@ -155,3 +157,25 @@ async def test_the_fact_said_after_a_missed_deadline_starts_with_a_few_words_so_
     assert 2 <= len(fact_pieces[0].split()) <= 4
     assert " ".join(fact_pieces).lower() == card.fact.lower()
     assert card.fact[1:] in done.reply_text
+
+
+async def test_a_model_set_aside_at_its_deadline_is_no_stall_while_the_fact_is_heard():
+    # The model never writes a word. Its deadline passes and the card's fact is said, which takes
+    # longer to hear than the stall limit: the student hears all of it and the card's question,
+    # with no apology, since after its deadline the reply was no longer waiting on the model.
+    card = lessons_for("maths").find("prime")
+    llm = ScriptedLLM("Never said.", token_delay_s=30)
+    events: list = []
+
+    async def sink(event) -> None:
+        events.append(event)
+
+    engines = Engines(LoudnessVAD(), ScriptedSTT(), llm, SilenceTTS(ms_per_char=25))
+    config = PipelineConfig(budgets=BudgetPolicy(stall_ms=2000))
+    pipeline = Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, config)
+    done, _, _ = await _ask(pipeline, events, "What is a prime number?")
+    await pipeline.aclose()
+    assert done.status is TurnStatus.COMPLETED
+    assert card.fact[1:] in done.reply_text and done.reply_text.endswith(card.question)
+    assert not [e for e in events if isinstance(e, PipelineError)]
+

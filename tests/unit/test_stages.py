@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from models.base import EngineInfo
 from pipelines.budgets import BudgetPolicy
-from pipelines.control import AttemptEnded, Mark, Out, ReplyDone, Usage
+from pipelines.control import AttemptEnded, Mark, ModelSetAside, Out, ReplyDone, Usage
 from pipelines.frames import (
     BudgetAction,
     BudgetMiss,
@@ -142,6 +144,28 @@ async def test_a_missed_deadline_acts_once_at_the_moment_it_passes():
     broadcast(Mark(attempt, "llm_first_token", clock()))
     await asyncio.sleep(0.06)
     assert len([f for f in end.system if isinstance(f, BudgetMiss)]) == 1
+
+
+@pytest.mark.parametrize("set_aside", ["before its commit", "after its commit", "never"])
+async def test_a_model_set_aside_by_the_reply_cannot_stall_the_turn(set_aside: str):
+    # A lesson reply stops waiting for a model that missed its deadline and says vetted lines
+    # instead; a speculative reply can do so before the turn is even committed. Only a model the
+    # reply still waits for is a stall.
+    clock = asyncio.get_running_loop().time
+    metering = MeteringStage("s")
+    watch = BudgetWatch(BudgetPolicy(stall_ms=100), Turns(lambda f: None, clock), metering.marks, clock)
+    broadcast = _wire(metering, watch, Recorder())
+    turns = Turns(broadcast, clock)
+    attempt = turns.new_attempt(turn_id="turn-1")
+    broadcast(Mark(attempt, "transcript", clock()))
+    if set_aside == "before its commit":
+        broadcast(ModelSetAside(attempt))
+    turns.commit(attempt)
+    if set_aside == "after its commit":
+        await asyncio.sleep(0.05)
+        broadcast(ModelSetAside(attempt))
+    await asyncio.sleep(0.2)
+    assert attempt.gave_up == (BudgetStage.LLM_FIRST_TOKEN if set_aside == "never" else None)
 
 
 async def test_a_stage_already_late_when_confirmed_is_recorded_without_action():
