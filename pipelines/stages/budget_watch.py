@@ -5,8 +5,8 @@ known; the stage's end mark disarms it. When a timer fires, `_missed` records th
 the declared action at once: a filler, the latest partial transcript, a shortened answer, or the
 next engine of a fallback chain. A stage that reaches the stall limit ends the turn with an
 apology instead of leaving the student in silence, unless the reply has stopped waiting for it
-(a model set aside at the plan's deadline while the vetted lines are said). A stage that was already over budget when its
-marks became known (both before the commit, or endpointing itself) is recorded with action none.
+(a model set aside at the plan's deadline while the vetted lines are said). A stage that was
+already over budget when its marks became known (both before the commit, or endpointing itself) is recorded with action none.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class BudgetWatch(Stage):
         self._clock = clock
         self._timers: dict[Attempt, dict[tuple[BudgetStage, bool], asyncio.TimerHandle]] = {}
         self._missed_stages: dict[Attempt, set[BudgetStage]] = {}
-        self._not_awaited: dict[Attempt, set[BudgetStage]] = {}  # stages the reply stopped waiting for
+        self._set_aside: set[Attempt] = set()  # replies that stopped waiting for their model
 
     def on_system(self, frame: SystemFrame) -> None:
         if isinstance(frame, Commit):
@@ -63,7 +63,7 @@ class BudgetWatch(Stage):
             # Its first token may never come (the draft was stopped) while the vetted lines play
             # for longer than the stall limit: that is not a stall, and no apology cuts them off.
             # Kept for a speculative reply too, whose deadline can pass before its commit.
-            self._not_awaited.setdefault(frame.attempt, set()).update(MODEL_STAGES)
+            self._set_aside.add(frame.attempt)
             timers = self._timers.get(frame.attempt, {})
             for stage in MODEL_STAGES:
                 if (timer := timers.pop((stage, True), None)) is not None:
@@ -72,7 +72,7 @@ class BudgetWatch(Stage):
             for timer in self._timers.pop(frame.attempt, {}).values():
                 timer.cancel()
             self._missed_stages.pop(frame.attempt, None)
-            self._not_awaited.pop(frame.attempt, None)
+            self._set_aside.discard(frame.attempt)
 
     def _track(self, attempt: Attempt, stage: BudgetStage) -> None:
         """Arm, disarm or settle the stage's timers from the marks known now."""
@@ -95,7 +95,7 @@ class BudgetWatch(Stage):
         if budget is not None and (stage, False) not in timers:
             due = marks[start] + budget.ms / 1000 - now
             timers[(stage, False)] = loop.call_later(max(0.0, due), self._fired, attempt, stage)
-        awaited = stage not in self._not_awaited.get(attempt, ())
+        awaited = stage not in MODEL_STAGES or attempt not in self._set_aside
         if stage in STALLABLE and awaited and (stage, True) not in timers:
             due = marks[start] + self._policy.stall_ms / 1000 - now
             timers[(stage, True)] = loop.call_later(max(0.0, due), self._stalled, attempt, stage)

@@ -191,8 +191,9 @@ class WebRtcPeer:
         def on_track(track: MediaStreamTrack) -> None:
             if track.kind == "audio":
                 receiver = next((t.receiver for t in self.pc.getTransceivers() if t.receiver.track is track), None)
-                if not hold_back_frames(receiver, manager.settings.webrtc.inbound_jitter_frames):
-                    log.warning("this aiortc's jitter buffer was not adjusted: inbound audio is heard 60 ms later")
+                frames = manager.settings.webrtc.inbound_jitter_frames
+                if not hold_back_frames(receiver, frames):
+                    log.warning("this aiortc's jitter buffer was not set to %d frames: inbound audio is heard later", frames)
                 self._spawn(self._read_audio(track))
             else:
                 track.stop()  # a track nobody reads grows memory without bound
