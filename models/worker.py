@@ -37,7 +37,9 @@ URGENT_LANE, ANY_LANE = 0, 1
 
 
 class _Job:
-    __slots__ = ("priority", "want", "started", "running", "stopped", "make_iter", "iterator", "deliver")
+    __slots__ = (
+        "priority", "want", "once", "started", "running", "stopped", "make_iter", "iterator", "deliver"
+    )
 
     def __init__(
         self,
@@ -45,9 +47,13 @@ class _Job:
         make_iter: Callable[[], Iterator[Any]],
         deliver: Callable[[Any], None],
         want: int,
+        once: bool = False,
     ) -> None:
         self.priority = priority
         self.want = want  # cores its next step asks for
+        # A single call (`run`): done with its first item, without a second step (and a second
+        # wait for a core) only to learn that the iterator is empty.
+        self.once = once
         self.make_iter = make_iter
         self.iterator: Iterator[Any] | None = None
         self.deliver = deliver  # called on a worker thread with each item, an exception or _DONE
@@ -93,17 +99,21 @@ class EngineWorker:
 
     # ------------------------------------------------------------------------------ loop side
 
-    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one blocking call on the worker thread."""
+    async def run(self, fn: Callable[..., T], *args: Any, cores: int | None = None) -> T:
+        """Run one blocking call on the worker thread, on up to `cores` cores (the worker's own
+        number if None)."""
         result: T | None = None
-        async for item in self.iterate(lambda: iter((fn(*args, **kwargs),))):
+        async for item in self._iterate(lambda: iter((fn(*args),)), cores, once=True):
             result = item
         return result  # type: ignore[return-value]
 
-    async def iterate(self, make_iter: Callable[[], Iterator[T]]) -> Any:
+    def iterate(self, make_iter: Callable[[], Iterator[T]], *, cores: int | None = None) -> Any:
         """Drive a blocking iterator on the worker thread, yielding its items to the event loop
         as soon as each is produced. Leaving early (barge-in, cancel) stops it after the current
         step; a job that never started is dropped without running."""
+        return self._iterate(make_iter, cores, once=False)
+
+    async def _iterate(self, make_iter: Callable[[], Iterator[T]], cores: int | None, *, once: bool) -> Any:
         if self._closed:
             raise RuntimeError(f"engine worker {self.name} is shut down")
         loop = asyncio.get_running_loop()
@@ -121,7 +131,7 @@ class EngineWorker:
             except RuntimeError:  # the loop is gone (shutdown): nobody is waiting any more
                 pass
 
-        job = _Job(current_priority(), make_iter, deliver, want=self.cores)
+        job = _Job(current_priority(), make_iter, deliver, max(1, min(cores or self.cores, self.cores)), once)
         self.pending += 1
         with self._wake:
             self._jobs.append(job)
@@ -216,6 +226,7 @@ class EngineWorker:
             self._local.job = None
         if not finished:
             job.deliver(item)
+            finished = job.once
         with self._wake:
             job.running = False
             self._lane_busy[self._local.lane] = False

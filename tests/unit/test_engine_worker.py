@@ -178,3 +178,20 @@ def test_the_most_urgent_waiting_step_gets_the_next_core() -> None:
     for thread in [blocker, *waiters]:
         thread.join(5)
     assert order == ["blocker", "first", "tail", "partial"]
+
+
+async def test_a_single_call_waits_for_cores_once_and_on_as_many_as_it_asks() -> None:
+    asked: list[int] = []
+
+    class Recording(CpuArbiter):
+        def hold(self, priority: Priority, want: int = 1):  # type: ignore[no-untyped-def]
+            asked.append(want)
+            return super().hold(priority, want)
+
+    worker = EngineWorker("test", cores=2, arbiter=Recording(2))
+    assert await worker.run(lambda: 42) == 42
+    assert await worker.run(lambda: worker.granted, cores=1) == 1
+    # Before: a second step per call, and so a second wait for a core behind any more urgent
+    # work, only to find the call had nothing more to give.
+    assert asked == [2, 1]
+    worker.shutdown()
