@@ -34,6 +34,12 @@ class LoudnessVAD(VoiceActivityDetector):
         return any(frame)
 
 
+def trailing_silence_s(audio: np.ndarray) -> float:
+    """Seconds of digital silence at the end of the audio an engine was given."""
+    voiced = np.flatnonzero(audio)
+    return (len(audio) - (voiced[-1] + 1 if len(voiced) else 0)) / 16_000
+
+
 class ScriptedSTT(SpeechToText):
     info = EngineInfo("stt", "fake", "scripted")
 
@@ -43,10 +49,12 @@ class ScriptedSTT(SpeechToText):
         self.delay_s = delay_s
         self.calls = 0
         self.seconds: list[float] = []
+        self.trailing_silence_s: list[float] = []
 
     async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription:
         self.calls += 1
         self.seconds.append(len(audio) / 16_000)
+        self.trailing_silence_s.append(trailing_silence_s(audio))
         await asyncio.sleep(self.delay_s)
         return Transcription(self.text, len(audio) * 1000 // 16_000)
 
@@ -93,8 +101,10 @@ class ScriptedTurn(TurnCompletion):
     def __init__(self, score: float) -> None:
         self.score = score
         self.calls = 0
+        self.trailing_silence_s: list[float] = []
 
     async def completion(self, audio: np.ndarray) -> float:
         self.calls += 1
+        self.trailing_silence_s.append(trailing_silence_s(audio))
         await asyncio.sleep(0.001)
         return self.score

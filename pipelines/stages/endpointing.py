@@ -93,6 +93,7 @@ class EndpointingStage(Stage):
         self._evidence: Evidence | None = None  # about the current pause; None while speaking
         self._pause = 0  # numbers pauses, so a late score never lands on a later pause
         self._scoring: asyncio.Task[None] | None = None
+        self._score_due = False  # the current pause awaits the turn model's score, not yet asked
         self._thinking_sent = False
         self._prompted = False
         self._tutor_asked = False  # the last reply the student heard ended with a question
@@ -141,12 +142,14 @@ class EndpointingStage(Stage):
         elif signal is TurnSignal.PAUSE and listening is not None:
             audio = self._utterance_audio()
             self.push(Paused(listening, audio))
-            self._start_pause(audio)
+            self._start_pause()
         elif signal is TurnSignal.RESUME and listening is not None:
             self._end_pause()
             self.push(Resumed(listening))
         elif signal is TurnSignal.END_OF_TURN:
             self._on_end_of_turn()
+        elif self._score_due and detector.silence_ms >= self._config.completion_silence_ms:
+            self._start_scoring()
         elif detector.in_speech:
             if len(self._utterance) >= self._config.max_utterance_ms * PIPELINE_SAMPLE_RATE // 500:
                 # Nobody speaks 45 s without a breath; treat it as a turn rather than buffer forever.
@@ -157,19 +160,27 @@ class EndpointingStage(Stage):
 
     # ------------------------------------------------------------------------- turn policy
 
-    def _start_pause(self, audio: np.ndarray) -> None:
+    def _start_pause(self) -> None:
         self._end_pause()
         # The Paused frame just pushed starts a speculative transcription.
         expects = self._tutor_asked and self._lesson is not None and self._lesson.expects_answer()
         self._evidence = Evidence(tutor_asked=self._tutor_asked, awaiting_transcript=True, expects_answer=expects)
         if self._turn_model is not None and self._config.adaptive:
             self._evidence.awaiting_completion = True
-            self._scoring = asyncio.get_running_loop().create_task(self._score(self._pause, audio))
+            self._score_due = True
+            if self._detector.silence_ms >= self._config.completion_silence_ms:
+                self._start_scoring()
         self._apply_policy()
+
+    def _start_scoring(self) -> None:
+        self._score_due = False
+        audio = self._utterance_audio()
+        self._scoring = asyncio.get_running_loop().create_task(self._score(self._pause, audio))
 
     def _end_pause(self) -> None:
         self._pause += 1
         self._evidence = None
+        self._score_due = False
         self._thinking_sent = self._prompted = False
         self._detector.end_silence_ms = self._config.end_of_turn_silence_ms
 

@@ -73,6 +73,24 @@ async def test_a_complete_utterance_is_committed_well_before_the_fixed_fallback_
     await pipeline.aclose()
 
 
+async def test_the_transcript_starts_early_in_a_pause_and_the_turn_model_hears_the_same_pause_as_before():
+    # The transcript is on the answer's critical path, so it starts at the speculation silence.
+    # The turn model was trained on speech followed by about 200 ms of silence: however early the
+    # speculation, it scores the pause once that much silence is in.
+    heard = {}
+    for speculation_ms in (120, 200):
+        pipeline, events = await _make(score=0.9, speculation_silence_ms=speculation_ms)
+        await _stream(pipeline, _speech(600) + _silence(450))
+        await _settle()
+        stt, turn = pipeline.engines.stt, pipeline.engines.turn
+        assert _count(events, TranscriptFinal) == 1 and stt.calls == turn.calls == 1
+        heard[speculation_ms] = (stt.trailing_silence_s[0], turn.trailing_silence_s[0])
+        await pipeline.aclose()
+    assert heard[120][0] < heard[200][0]  # the transcript started earlier
+    assert heard[120][1] == heard[200][1]  # the turn model heard the same audio
+    assert TurnConfig().speculation_silence_ms < TurnConfig().completion_silence_ms
+
+
 async def test_a_thinking_pause_is_waited_out_in_silence_and_the_turn_goes_on():
     pipeline, events = await _make(score=0.1, text="What is two plus")
     await _stream(pipeline, _speech(600) + _silence(2400))  # longer than any fixed silence used to be
