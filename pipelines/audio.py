@@ -31,3 +31,14 @@ class PcmResampler:
             return pcm16
         samples = np.frombuffer(pcm16, dtype="<i2")
         return self._stream.resample_chunk(samples, last=last).astype("<i2").tobytes()
+
+
+def trim_leading_silence(pcm16: bytes, sample_rate: int, *, keep_ms: int = 10, floor: int = 200) -> bytes:
+    """Drops the near-silence before the first sound, keeping `keep_ms` of it so the onset is not
+    clipped. All-quiet audio is returned whole: it may be a pause someone meant."""
+    samples = np.frombuffer(pcm16, dtype="<i2")
+    loud = np.flatnonzero(np.abs(samples.astype(np.int32)) >= floor)
+    if not len(loud):
+        return pcm16
+    start = max(0, int(loud[0]) - keep_ms * sample_rate // 1000)
+    return pcm16[start * 2 :]

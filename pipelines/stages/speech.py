@@ -14,6 +14,7 @@ from dataclasses import replace
 from models.base import EngineError, SynthesizedAudio, TextToSpeech, VoiceSettings, call_scope
 from models.scheduling import Priority, Urgency, work_scope
 from pipelines.allowance import CAP_REACHED, key_id_of
+from pipelines.audio import trim_leading_silence
 from pipelines.budgets import CAP_NOTICE
 from pipelines.control import (
     CachedAudio,
@@ -136,6 +137,9 @@ class SpeechStage(Stage):
     def _heard_audio(self, attempt: Attempt, piece: SpokenPiece, audio: SynthesizedAudio) -> None:
         if not attempt.answer_ready:
             attempt.answer_ready = True
+            # A voice model starts each synthesis with a little silence (Piper's joe: 25-60 ms);
+            # before the answer's first word it is only a longer wait.
+            audio = replace(audio, pcm16=trim_leading_silence(audio.pcm16, audio.sample_rate))
             self.push(Mark(attempt, "tts_first_audio", self._clock()))
         piece.synthesized_ms += audio.duration_ms
         self.push(SpeechAudio(attempt, piece, audio))

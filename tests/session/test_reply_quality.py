@@ -4,15 +4,19 @@ what happens when a model repeats an earlier reply."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import numpy as np
+
+from models.base import SynthesizedAudio, VoiceSettings
 from models.silence_tts import SilenceTTS
 from pipelines.agent import TutorAgent
 from pipelines.config import PipelineConfig
-from pipelines.frames import ReplySentence, ReplyTextDelta, TurnDone
+from pipelines.frames import ReplyAudio, ReplySentence, ReplyTextDelta, TurnDone
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines, Pipeline
 from pipelines.spoken import has_markdown
-from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT
+from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ToneTTS
 
 COLLAPSE = "That's a great example of how Abi can use her words to add humour. Here's a revised version:"
 
@@ -110,3 +114,29 @@ async def test_a_reply_that_opens_with_an_earlier_replys_sentence_is_drawn_again
     assert len(llm.requests) == 3
     assert not second.reply_text.startswith("That's a great question!")
     assert captions == [second.reply_text]
+
+
+class _QuietOnsetTTS(ToneTTS):
+    """Every piece starts with 50 ms of near-silence, as a voice model's does."""
+
+    async def synthesize(self, text: str, voice: VoiceSettings) -> AsyncIterator[SynthesizedAudio]:
+        async for audio in super().synthesize(text, voice):
+            yield SynthesizedAudio(bytes(2 * 16 * 50) + audio.pcm16, audio.sample_rate)
+
+
+async def test_the_answer_starts_with_its_first_sound_and_later_pieces_keep_their_own_rhythm():
+    events: list = []
+
+    async def sink(event) -> None:
+        events.append(event)
+
+    llm = ScriptedLLM("Nice try. Count the tens first.")
+    engines = Engines(LoudnessVAD(), ScriptedSTT(), llm, _QuietOnsetTTS())
+    pipeline = Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, PipelineConfig(lesson_plans=False))
+    await _ask(pipeline, events, "is it 50")
+    await pipeline.aclose()
+    audio = b"".join(e.pcm16 for e in events if isinstance(e, ReplyAudio))
+    samples = np.frombuffer(audio, dtype="<i2")
+    loud = np.flatnonzero(samples)
+    assert loud[0] == 10 * 16  # 10 ms of the 50 ms kept: the onset is not clipped
+    assert 50 * 16 <= np.diff(loud).max() - 1  # the second piece's own quiet start is still there
