@@ -36,8 +36,12 @@ _FILLER = re.compile(
     r"\s+question\s*[.!]?\s*$|^\s*(?:sure|okay|ok|of course|absolutely|certainly)\s*[.!,]?\s*$",
     re.IGNORECASE,
 )
+# A stock opener, or the model's own "Ah, let's see:" (it copies the plan's lead, which has just
+# been said: "Right, let's see: Ah, let's see: you're welcome to try").
 _OPENER = re.compile(
-    r"^\s*(?:in simple words|in plain words|simply put|to put it simply|well)\s*,\s*", re.IGNORECASE
+    r"^\s*(?:(?:in simple words|in plain words|simply put|to put it simply|well)\s*,\s*"
+    r"|(?:(?:ah|oh|hmm|okay|ok|right|well|so)\s*,?\s*)?let(?:'s| me| us)\s+(?:see|think)\s*[:,.!]\s*)",
+    re.IGNORECASE,
 )
 _UNHELPFUL = re.compile(
     r"^\W*(?:i'?m (?:so |very )?sorry|sorry|i apologi[sz]e|i (?:can'?t|cannot|am unable to|'m unable to) help|"

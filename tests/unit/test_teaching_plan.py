@@ -162,6 +162,14 @@ def test_a_stock_opener_says_nothing_and_is_dropped():
     assert tidy("In simple words, a fraction is a part.") == "A fraction is a part."
 
 
+def test_the_model_never_says_the_lead_again_after_the_plan_said_it():
+    # Heard in the benchmark: "Right, let's see: Ah, let's see: you're welcome to try ..."
+    assert tidy("Ah, let's see: you're welcome to try.") == "You're welcome to try."
+    assert tidy("Hmm, let me think. ") == ""
+    assert tidy("Let's see, seven tens make seventy.") == "Seven tens make seventy."
+    assert tidy("Let's see what happens when we add them.") == "Let's see what happens when we add them."
+
+
 def test_a_child_who_sounds_unhappy_gets_a_kind_word_and_a_grown_up_not_a_cheerful_back_to_work():
     plan = Lesson("science").turn("i feel sad today because my friend was mean")
     assert plan.move is Move.CHECK_IN and "grown-up" in plan.close and not plan.model
