@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 
-_ABBREVIATIONS = frozenset(
-    {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "no", "fig", "approx"}
-)
+from pipelines.spoken import ends_in_abbreviation
+
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
 _CLAUSE_END = re.compile(r"[,;:\u2014]+(?=\s)|\s[\u2013-]\s")
 # Where a spoken clause may begin without punctuation: the first piece can end just before these.
@@ -76,14 +75,7 @@ class SentenceChunker:
 
     @staticmethod
     def _is_abbreviation(buf: str, dot: int) -> bool:
-        if buf[dot] != ".":
-            return False
-        word = buf[:dot].split()[-1].lower() if buf[:dot].split() else ""
-        word = word.strip("(\"'")
-        if word in _ABBREVIATIONS:
-            return True
-        # A single letter before the dot is an initial ("J. Smith"), not a sentence end.
-        return len(word) == 1 and word.isalpha() and word != "i"
+        return ends_in_abbreviation(buf[: dot + 1])
 
 
 def spoken_pieces(line: str) -> list[str]:

@@ -17,6 +17,21 @@ _WORD = re.compile(r"[a-z0-9']+")
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*(?:\s+|$)")
 _MARKDOWN = re.compile(r"[*_`#|>]|^\s*(?:[-\u2022+]|\d{1,2}[.)])\s|\n")
 _EMOJI = re.compile("[\U0001f000-\U0001faff\u2600-\u27bf\ufe0f]")
+# A full stop after these ends no sentence ("Mr. Smith", "e.g. ten").
+ABBREVIATIONS = frozenset(
+    {"mr", "mrs", "ms", "dr", "prof", "st", "vs", "etc", "e.g", "i.e", "no", "fig", "approx"}
+)
+
+
+def ends_in_abbreviation(text: str) -> bool:
+    """`text` ends with an abbreviation's dot or an initial's ("J."), not a sentence's."""
+    if not text.endswith("."):
+        return False
+    words = text[:-1].split()
+    word = words[-1].lower().strip("(\"'") if words else ""
+    if word in ABBREVIATIONS:
+        return True
+    return len(word) == 1 and word.isalpha() and word != "i"
 
 
 class SpokenStyle:
@@ -88,6 +103,8 @@ def split_sentences(text: str) -> list[str]:
     """Sentences as a listener hears them: split after . ! or ? followed by a space or the end."""
     sentences, start = [], 0
     for match in _SENTENCE_END.finditer(text):
+        if match.end() < len(text) and ends_in_abbreviation(text[: match.end()].rstrip()):
+            continue  # "Mr. Smith" is one sentence
         piece = text[start : match.end()].strip()
         if piece and _WORD.search(piece.lower()):
             sentences.append(piece)

@@ -87,3 +87,13 @@ def test_a_reply_that_opens_as_an_earlier_one_did_is_caught_however_short_the_op
     assert opens_like("That's a great question!", earlier)
     assert not opens_like("Good try!", earlier)  # too short to judge
     assert not opens_like("That is a fine idea.", earlier)
+
+
+def test_a_title_or_an_initial_does_not_end_a_sentence():
+    # Heard in the benchmark: "I think you're right, Mr." was said as the model's whole sentence.
+    assert split_sentences("I think you're right, Mr. Darcy. What do you think?") == [
+        "I think you're right, Mr. Darcy.",
+        "What do you think?",
+    ]
+    assert split_sentences("J. K. Rowling wrote it. Read it.") == ["J. K. Rowling wrote it.", "Read it."]
+    assert split_sentences("Apples, pears, etc.") == ["Apples, pears, etc."]
