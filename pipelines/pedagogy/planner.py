@@ -67,6 +67,14 @@ _LOW = re.compile(
     r"nobody likes|no one likes|hate my|hates me|rubbish at|left out|no friends)\b",
     re.IGNORECASE,
 )
+# Someone may be hurt ("the cut on his chest is still dripping blood"): whoever it is, a child
+# who says so hears care and a grown-up's name before any lesson.
+_HURT = re.compile(
+    r"\b(bleeding|bled|(?:dripping|covered in|lots of|losing) blood|"
+    r"blood (?:everywhere|coming out|on (?:my|his|her))|injured|injury|bruised|sprained|concussion|broke my|hurt my|"
+    r"broken (?:arm|leg|bone|wrist|ankle|finger|nose)|hurt (?:him|her|my|them)sel(?:f|ves))\b",
+    re.IGNORECASE,
+)
 _NEXT = re.compile(
     r"\bwhat (should|can|shall) (i|we) (do|learn|practi[sc]e|try|study|look at|work on)\b.{0,20}\bnext\b|\bwhat next\b",
     re.IGNORECASE,
@@ -270,6 +278,15 @@ class Teacher:
                 return self._answer_step(self.pending_sum, number, pick)
             if dont_know or tell_me:
                 return self._stuck(self.pending_sum, tell_me, pick)
+
+        if _HURT.search(text):
+            return Plan(
+                Move.CHECK_IN,
+                lead="That sounds like it hurts, and I'm glad you told me.",
+                close=(
+                    "If anyone is hurt, please tell a grown-up near you right now; shall we carry on after that?"
+                ),
+            )
 
         if _LOW.search(text):
             # Sounds unhappy, though not in words the safety layer acts on: a kind word and a door

@@ -175,6 +175,24 @@ def test_a_child_who_sounds_unhappy_gets_a_kind_word_and_a_grown_up_not_a_cheerf
     assert plan.move is Move.CHECK_IN and "grown-up" in plan.close and not plan.model
 
 
+@pytest.mark.parametrize(
+    "said",
+    [
+        "The cut on his chest is still dripping blood.",
+        "i fell over and my knee is bleeding",
+        "I think I broke my finger",
+    ],
+)
+def test_someone_hurt_gets_care_and_a_grown_up_before_any_lesson(said):
+    # Heard in the benchmark: the first of these got "the place of a digit tells you its value".
+    plan = Lesson("maths").turn(said)
+    assert plan.move is Move.CHECK_IN and "grown-up" in plan.close and not plan.model
+
+
+def test_a_lesson_about_the_body_is_not_taken_for_an_injury():
+    assert Lesson("science").turn("how does blood flow through the heart").move is not Move.CHECK_IN
+
+
 def test_news_from_the_students_day_is_thanked_and_the_lesson_goes_on():
     plan = Lesson("history").turn("I got a new puppy yesterday")
     assert plan.move is Move.OFF_TOPIC and "history" in plan.lead and plan.close.endswith("?")
