@@ -6,15 +6,13 @@ is free for the turn model, which scores the same pause."""
 from __future__ import annotations
 
 import contextlib
-import wave
 from collections.abc import Iterator
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from latency_bench.wer import normalise, word_error_rate
 from models.scheduling import CpuArbiter, Priority
+from tests.speech import short_sentence_clip
 
 pytestmark = pytest.mark.models
 
@@ -33,24 +31,16 @@ class RecordingArbiter(CpuArbiter):
             yield granted
 
 
-def _clip(folder: Path, entry: dict) -> np.ndarray:
-    with wave.open(str(folder / entry["file"])) as wav:
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return pcm.astype(np.float32) / 32768
-
-
 async def test_a_transcript_encodes_on_every_core_and_decodes_on_one(
     real_engines, speech_clips, speech_manifest, monkeypatch
 ):
-    mid = [e for e in speech_manifest if 2.5 <= e["duration_s"] <= 9]
-    longest = max(speech_manifest, key=lambda e: e["duration_s"])
-    entry = min(mid, key=lambda e: e["duration_s"]) if mid else longest
+    entry, audio = short_sentence_clip(speech_clips, speech_manifest)
     stt = real_engines.stt
     arbiter = RecordingArbiter(cores=2)
     monkeypatch.setattr(stt._worker, "arbiter", arbiter)  # noqa: SLF001 - this engine's steps only
     monkeypatch.setattr(stt._worker, "cores", 2)  # noqa: SLF001 - two cores, as on CI
 
-    result = await stt.transcribe(_clip(speech_clips, entry))
+    result = await stt.transcribe(audio)
 
     assert arbiter.asked == [2, 1], "the encoder asks for both cores, the decoder for one"
     assert word_error_rate([normalise(entry["transcript"])], [normalise(result.text)]) < 0.5
