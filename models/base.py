@@ -104,6 +104,9 @@ class VoiceActivityDetector(abc.ABC):
 class Transcription:
     text: str
     audio_ms: int  # speech audio the engine consumed, for metering
+    # The engine's own probability that a sentence ends after the last word (a full stop, question
+    # or exclamation mark there); None where the engine cannot say. Turn-taking evidence.
+    sentence_end: float | None = None
 
 
 class SpeechToText(abc.ABC):

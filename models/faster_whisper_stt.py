@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ MAX_TOKENS = 220
 
 def token_budget(seconds: float) -> int:
     return max(MIN_TOKENS, min(MAX_TOKENS, math.ceil(seconds * TOKENS_PER_SECOND)))
+
+
+_FINAL_MARKS = frozenset(".?!")
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    text: str
+    sentence_end: float | None = None
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!])\s+")
@@ -119,6 +129,11 @@ class FasterWhisperSTT(SpeechToText):
         )
         self._tokenizer = tokenizer
         self._prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # The tokens that end a sentence (".", " ?", ...): their summed probability right after the
+        # last word is how sure Whisper is that the words so far are a whole sentence.
+        self._final_marks = np.array(
+            [i for i in range(tokenizer.eot) if tokenizer.decode([i]).strip() in _FINAL_MARKS]
+        )
 
     def _window_seconds(self, audio: np.ndarray) -> int | None:
         """Whisper pads every input to 30 s, which is most of the cost of a short utterance.
@@ -136,7 +151,7 @@ class FasterWhisperSTT(SpeechToText):
         features = self._model.feature_extractor(padded, padding=0)[:, : window_s * 100]
         return self._models[self._worker.lane].encode(features)
 
-    def _decode_window(self, audio: np.ndarray, encoded: Any) -> str | None:
+    def _decode_window(self, audio: np.ndarray, encoded: Any) -> _Decoded | None:
         """The trimmed window's transcript, or None when its decoder looped: it used the whole
         token budget, said a sentence twice or started its words again. Trimmed windows loop
         more often than Whisper's own 30 s (about one clip in ten of unseen read speech, none of
@@ -151,20 +166,33 @@ class FasterWhisperSTT(SpeechToText):
             max_length=2 * (len(self._prompt) + budget),
             suppress_blank=True,
             suppress_tokens=[-1],
+            return_logits_vocab=True,  # for sentence_end; measured: no slower
         )[0]
         tokens = result.sequences_ids[0]
         text = self._tokenizer.decode(tokens).strip()
         if len(tokens) >= budget or collapse_repeats(text) != text or restarts_itself(text):
             return None
-        return text
+        return _Decoded(text, self._sentence_end(tokens, result.logits[0]))
+
+    def _sentence_end(self, tokens: list[int], logits: list[Any]) -> float | None:
+        """Whisper's probability of a sentence-final mark at the step after the last word: the
+        step that wrote the closing mark, or the one that ended the text without any."""
+        step = len(tokens)
+        while step > 0 and not any(c.isalnum() for c in self._tokenizer.decode([tokens[step - 1]])):
+            step -= 1
+        if step == 0 or step >= len(logits):
+            return None
+        scores = np.asarray(logits[step], dtype=np.float64)
+        probabilities = np.exp(scores - scores.max())
+        return float(probabilities[self._final_marks].sum() / probabilities.sum())
 
     def _transcribe_blocking(self, audio: np.ndarray) -> str:
         """The same transcript on the calling thread, outside the worker (offline references)."""
         window = self._window_seconds(audio)
         if window is not None:
-            text = self._decode_window(audio, self._encode_window(audio, window))
-            if text is not None:
-                return text
+            decoded = self._decode_window(audio, self._encode_window(audio, window))
+            if decoded is not None:
+                return decoded.text
         return self._transcribe_whole(audio)
 
     def _transcribe_whole(self, audio: np.ndarray) -> str:
@@ -181,25 +209,26 @@ class FasterWhisperSTT(SpeechToText):
         )
         return collapse_repeats(" ".join(s.text.strip() for s in segments).strip())
 
-    async def _transcribe(self, audio: np.ndarray) -> str:
+    async def _transcribe(self, audio: np.ndarray) -> _Decoded:
         window = self._window_seconds(audio)
         if window is not None:
             # Two steps: the encoder on every core the lane has, then the decoder on one, so the
             # other core serves the turn model while this transcript is written.
             encoded = await self._worker.run(self._encode_window, audio, window)
-            text = await self._worker.run(self._decode_window, audio, encoded, cores=1)
-            if text is not None:
-                return text
-        return await self._worker.run(self._transcribe_whole, audio)
+            decoded = await self._worker.run(self._decode_window, audio, encoded, cores=1)
+            if decoded is not None:
+                return decoded
+        return _Decoded(await self._worker.run(self._transcribe_whole, audio))
 
     async def transcribe(self, audio: np.ndarray, *, partial: bool = False) -> Transcription:
         if audio.dtype != np.float32:
             raise TypeError("audio must be float32 in [-1, 1]")
         try:
-            text = await self._transcribe(audio)
+            decoded = await self._transcribe(audio)
         except Exception as exc:  # noqa: BLE001
             raise EngineError(f"faster-whisper failed: {exc}") from exc
-        return Transcription(text=text, audio_ms=len(audio) * 1000 // self.sample_rate)
+        audio_ms = len(audio) * 1000 // self.sample_rate
+        return Transcription(text=decoded.text, audio_ms=audio_ms, sentence_end=decoded.sentence_end)
 
     @property
     def busy(self) -> bool:

@@ -48,6 +48,16 @@ class TurnConfig(BaseModel):
     # sentences were judged unfinished and more pauses finished).
     completion_silence_ms: int = Field(200, ge=0, le=5000)
     use_punctuation: bool = True  # Whisper's punctuation of the speculative transcript as evidence
+    # The turn model hears some finished sentences as unfinished (on 137 real ends of dev clips,
+    # 23 that Whisper closed with a full stop scored below the threshold). When the STT engine is
+    # at least this sure of a sentence end after the last word, the words outvote the turn model
+    # (on the same clips: 10 of those 23 ends, and 2 of 52 thinking pauses of 1.2-3 s) ...
+    sure_sentence_end: float = Field(0.8, ge=0.0, le=1.0)
+    # ... and the turn ends after this share of the patience: 1.5 s of the default 3 s, past the
+    # natural pauses inside a sentence (300-810 ms on those clips); 2.5 s after a tutor question.
+    # A share, not a fixed wait, so that a classroom that gives more patience gives more here too.
+    # 1: a turn model saying "unfinished" always gets the whole patience.
+    outvoted_share: float = Field(0.5, gt=0.0, le=1.0)
     # A finished utterance is answered after this much silence (humans answer in about 200 ms).
     commit_silence_ms: int = Field(250, ge=90, le=5000)
     # A thinking learner gets this much silence (classroom "wait time": gains start at 3 s) ...

@@ -53,10 +53,12 @@ class EndOfTurn(SystemFrame):
 
 @dataclass(frozen=True, slots=True, eq=False)
 class HeardSoFar(SystemFrame):
-    """The speculative transcript of a pause: evidence for the turn policy (its punctuation)."""
+    """The speculative transcript of a pause: evidence for the turn policy (its punctuation, and
+    how sure the engine is of a sentence end there)."""
 
     listening: Listening
     text: str
+    sentence_end: float | None = None
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -6,13 +6,17 @@ stopping mid-sentence to think deserves seconds. The evidence:
 - a turn-completion score of the audio so far (an audio model such as Smart Turn), taken once
   the student pauses;
 - Whisper's own punctuation of the speculative transcript (a sentence that ends without a full
-  stop, or with a comma or an ellipsis, is not finished);
+  stop, or with a comma or an ellipsis, is not finished), and how sure Whisper was of that full
+  stop;
 - whether the tutor has just asked a question (finding an answer takes longer);
 - whether the words so far are the right answer to the tutor's question: a child who has said
   it has finished, however short the audio and however unsure the audio model is of it.
 
 Any known signal saying "not finished" wins: cutting a learner off costs more than a few hundred
-milliseconds. No verdict is reached while evidence that was asked for is still on its way (a busy
+milliseconds. One exception, short of a full commit: when only the audio model doubts a sentence
+that Whisper closed with a full stop it was sure of, the turn is probably finished (the audio model
+misreads the falling tone of some finished sentences), so it ends after a shorter wait than the
+patience. No verdict is reached while evidence that was asked for is still on its way (a busy
 machine delays the score and the transcript): the answer cannot start before the words exist
 anyway, so hearing them first costs the answer nothing, and a late score must not let a fixed
 silence cut the learner off. Evidence that never comes is waited for up to the patience. With no
@@ -31,6 +35,7 @@ class Verdict(enum.Enum):
     COMPLETE = "complete"
     INCOMPLETE = "incomplete"
     PENDING = "pending"  # evidence is on its way: wait for it
+    LIKELY = "likely"  # only the audio model doubts a sentence the words say is whole
     UNKNOWN = "unknown"  # no evidence is coming
 
 
@@ -40,6 +45,7 @@ class Evidence:
 
     completion: float | None = None  # P(finished) from a turn model; None: not (yet) scored
     transcript: str | None = None  # the speculative transcript of the utterance so far
+    sentence_end: float | None = None  # the STT engine's P(a sentence ends after the last word)
     tutor_asked: bool = False  # the last reply the student heard ended with a question
     awaiting_transcript: bool = False  # the speculative transcript is on its way
     awaiting_completion: bool = False  # the turn model's score is on its way
@@ -87,10 +93,24 @@ class TurnPolicy:
         if evidence.expects_answer and evidence.awaiting_transcript:
             return Verdict.PENDING  # the words may be the answer: hear them before calling it thinking
         if Verdict.INCOMPLETE in votes:
-            return Verdict.INCOMPLETE
+            return Verdict.LIKELY if self._words_outvote(evidence) else Verdict.INCOMPLETE
         if evidence.awaiting_completion or (cfg.use_punctuation and evidence.awaiting_transcript):
             return Verdict.PENDING
         return Verdict.COMPLETE if Verdict.COMPLETE in votes else Verdict.UNKNOWN
+
+    def _words_outvote(self, evidence: Evidence) -> bool:
+        """The turn model alone says "unfinished", and the words end in a full stop the engine
+        was sure of."""
+        cfg = self.config
+        return (
+            cfg.outvoted_share < 1.0
+            and cfg.use_punctuation
+            and evidence.completion is not None
+            and evidence.transcript is not None
+            and evidence.sentence_end is not None
+            and evidence.sentence_end >= cfg.sure_sentence_end
+            and punctuation_verdict(evidence.transcript) is Verdict.COMPLETE
+        )
 
     def patience_ms(self, evidence: Evidence) -> int:
         cfg = self.config
@@ -108,6 +128,9 @@ class TurnPolicy:
         patience = min(self.patience_ms(evidence), cfg.max_silence_ms)
         if verdict is Verdict.PENDING:
             return Decision(verdict, max(patience, cfg.end_of_turn_silence_ms), thinking=False)
+        if verdict is Verdict.LIKELY:
+            wait = max(cfg.commit_silence_ms, round(patience * cfg.outvoted_share))
+            return Decision(verdict, wait, thinking=True)
         if cfg.patience_action == "prompt" and patience < cfg.max_silence_ms:
             return Decision(verdict, cfg.max_silence_ms, thinking=True, prompt_at_ms=patience)
         return Decision(verdict, patience, thinking=True)

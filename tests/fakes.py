@@ -44,9 +44,12 @@ class ScriptedSTT(SpeechToText):
     info = EngineInfo("stt", "fake", "scripted")
 
     # Punctuated as Whisper does: the turn policy reads a full stop or question mark as "finished".
-    def __init__(self, text: str = "What is two plus two?", delay_s: float = 0.01) -> None:
+    def __init__(
+        self, text: str = "What is two plus two?", delay_s: float = 0.01, sentence_end: float | None = None
+    ) -> None:
         self.text = text
         self.delay_s = delay_s
+        self.sentence_end = sentence_end  # the engine's P(a sentence ends after the last word)
         self.calls = 0
         self.seconds: list[float] = []
         self.trailing_silence_s: list[float] = []
@@ -56,7 +59,7 @@ class ScriptedSTT(SpeechToText):
         self.seconds.append(len(audio) / 16_000)
         self.trailing_silence_s.append(trailing_silence_s(audio))
         await asyncio.sleep(self.delay_s)
-        return Transcription(self.text, len(audio) * 1000 // 16_000)
+        return Transcription(self.text, len(audio) * 1000 // 16_000, self.sentence_end)
 
 
 class ScriptedLLM(LanguageModel):

@@ -65,6 +65,9 @@ class TurnOptions(_Message):
     patience_action: Literal["commit", "prompt"] | None = None
     patience_prompt: str | None = Field(None, min_length=1, max_length=200)
     max_silence_ms: int | None = Field(None, ge=150, le=60_000)
+    outvoted_share: float | None = Field(
+        None, gt=0.0, le=1.0, description="Share of the patience waited when only the turn model doubts"
+    )
 
 
 class BudgetOverride(_Message):

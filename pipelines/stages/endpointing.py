@@ -102,6 +102,7 @@ class EndpointingStage(Stage):
         if isinstance(frame, HeardSoFar):
             if self._evidence is not None and frame.listening is self._turns.listening:
                 self._evidence.transcript = frame.text
+                self._evidence.sentence_end = frame.sentence_end
                 self._evidence.awaiting_transcript = False
                 if self._evidence.expects_answer and self._lesson is not None:
                     self._evidence.right_answer = self._lesson.hears_right_answer(frame.text)

@@ -148,7 +148,7 @@ class TranscriptionStage(Stage):
             text = result.text
             if not attempt.committed and attempt.listening is not None:
                 # Still a pause: the words' punctuation helps the turn policy decide.
-                self.push(HeardSoFar(attempt.listening, text))
+                self.push(HeardSoFar(attempt.listening, text, result.sentence_end))
         self.push(Mark(attempt, "transcript", self._clock()))
         self.push(Transcript(attempt, text, TranscriptSource.SPEECH))
 

@@ -11,7 +11,7 @@ import json
 
 from pipelines.frames import Interrupted, PipelineError
 from pipelines.pipeline import Engines
-from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT
+from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ScriptedTurn
 from tests.session.conftest import FakeHub, QuickTTS, new_session, scripted_engines, send
 
 
@@ -232,6 +232,21 @@ async def test_a_thinking_pause_and_the_declared_prompt_reach_the_client_as_publ
     assert wire.log.index("turn.thinking") < wire.log.index("turn.prompt")
     assert "reply.audio.started" not in wire.log  # silent while waiting: no filler either
     session.on_audio_16k(bytes(32 * 900))
+    assert (await wire.until("turn.done"))["status"] == "completed"
+    wire.assert_valid()
+    await session.close()
+
+
+async def test_a_session_sets_how_long_a_sentence_the_stt_is_sure_of_waits_on_a_doubting_turn_model():
+    stt = ScriptedSTT("Seven times eight is fifty six.", sentence_end=0.95)
+    engines = Engines(LoudnessVAD(), stt, ScriptedLLM("Good."), QuickTTS(), turn=ScriptedTurn(0.1))
+    session, wire = new_session(engines)
+    await send(session, type="session.start", turn={"outvoted_share": 0.3})
+    pcm = b"\x10\x00" * 16 * 600 + bytes(32 * 1200)  # 1.2 s of silence: past 0.3 of 3 s, far short of 3 s
+    for i in range(0, len(pcm), 960):
+        session.on_audio_16k(pcm[i : i + 960])
+        await asyncio.sleep(0.003)
+    assert (await wire.until("turn.thinking"))["patience_ms"] == 900
     assert (await wire.until("turn.done"))["status"] == "completed"
     wire.assert_valid()
     await session.close()

@@ -29,6 +29,7 @@ async def _make(
     score: float | None,
     *,
     text: str = "What is two plus two?",
+    sentence_end: float | None = None,
     reply: str = "Four.",
     budgets: BudgetPolicy | None = None,
     lesson_plans: bool = False,
@@ -40,9 +41,8 @@ async def _make(
         events.append(event)
 
     model = ScriptedTurn(score) if score is not None else None
-    engines = Engines(
-        LoudnessVAD(), ScriptedSTT(text), ScriptedLLM(reply, token_delay_s=0.001), ToneTTS(), turn=model
-    )
+    stt = ScriptedSTT(text, sentence_end=sentence_end)
+    engines = Engines(LoudnessVAD(), stt, ScriptedLLM(reply, token_delay_s=0.001), ToneTTS(), turn=model)
     config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=0, **turn)  # type: ignore[arg-type]
     pipeline_config = PipelineConfig(turn=config, lesson_plans=lesson_plans, budgets=budgets or BudgetPolicy())
     return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, pipeline_config), events
@@ -102,6 +102,20 @@ async def test_a_thinking_pause_is_waited_out_in_silence_and_the_turn_goes_on():
     await _settle()
     assert _count(events, SpeechStarted) == 1 and _count(events, TranscriptFinal) == 1
     await pipeline.aclose()
+
+
+async def test_a_sentence_whisper_is_sure_has_ended_is_answered_before_the_patience_despite_the_turn_model():
+    for sentence_end, answered in ((0.95, True), (0.5, False)):
+        pipeline, events = await _make(score=0.1, text="I was waving my hat.", sentence_end=sentence_end)
+        await _stream(pipeline, _speech(600) + _silence(1200))
+        await _settle()
+        assert _count(events, TranscriptFinal) == 0, "still waiting a little, in case the student goes on"
+        await _stream(pipeline, _silence(450))  # 1.65 s of silence: past the shorter wait, short of 3 s
+        await _settle()
+        assert _count(events, TranscriptFinal) == int(answered), sentence_end
+        thinking = [e for e in events if isinstance(e, TurnThinking)]
+        assert [e.patience_ms for e in thinking] == [1500 if answered else 3000]
+        await pipeline.aclose()
 
 
 async def test_the_patience_ends_a_turn_nobody_finished():

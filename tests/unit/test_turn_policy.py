@@ -32,6 +32,33 @@ def test_any_signal_saying_unfinished_wins_over_one_saying_finished():
     assert POLICY.verdict(Evidence(completion=0.2, transcript="Fifty six.")) is Verdict.INCOMPLETE
 
 
+def test_words_the_engine_is_sure_end_a_sentence_outvote_a_doubting_turn_model_after_a_shorter_wait():
+    sure = Evidence(completion=0.1, transcript="He was not an old young man.", sentence_end=0.9)
+    decision = POLICY.decide(sure)
+    assert decision.verdict is Verdict.LIKELY and decision.thinking, "still silent, and says it waits"
+    assert CONFIG.commit_silence_ms < decision.commit_at_ms == 1500 == CONFIG.patience_ms // 2
+    after_question = Evidence(completion=0.1, transcript="Fifty six.", sentence_end=0.9, tutor_asked=True)
+    assert POLICY.decide(after_question).commit_at_ms == 2500 == CONFIG.question_patience_ms // 2
+
+
+def test_the_words_do_not_outvote_when_the_engine_was_unsure_or_the_sentence_is_open():
+    unsure = Evidence(completion=0.1, transcript="Mr. Quilter is the apostle.", sentence_end=0.5)
+    no_probability = Evidence(completion=0.1, transcript="Fifty six.")  # an engine that cannot say
+    open_ended = Evidence(completion=0.1, transcript="I think it is,", sentence_end=0.95)
+    for evidence in (unsure, no_probability, open_ended):
+        assert POLICY.decide(evidence).commit_at_ms == CONFIG.patience_ms, evidence
+    # Nor can they overrule a thinking vote that is their own: an open sentence the model calls done.
+    open_but_sure = Evidence(completion=0.9, transcript="and then", sentence_end=0.95)
+    assert POLICY.verdict(open_but_sure) is Verdict.INCOMPLETE
+
+
+def test_the_outvoting_wait_is_a_share_of_the_patience_and_can_be_turned_off():
+    sure = Evidence(completion=0.1, transcript="Fifty six.", sentence_end=0.99)
+    assert TurnPolicy(TurnConfig(patience_ms=6000)).decide(sure).commit_at_ms == 3000  # a patient classroom
+    off = TurnPolicy(TurnConfig(outvoted_share=1.0)).decide(sure)
+    assert off.verdict is Verdict.INCOMPLETE and off.commit_at_ms == CONFIG.patience_ms
+
+
 def test_with_no_evidence_yet_the_fixed_silence_applies():
     decision = POLICY.decide(Evidence())
     assert decision.verdict is Verdict.UNKNOWN and decision.commit_at_ms == CONFIG.end_of_turn_silence_ms
