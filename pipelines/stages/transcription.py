@@ -60,6 +60,7 @@ class TranscriptionStage(Stage):
         self._clock = clock
         self._prefill = prefill
         self._partial: asyncio.Task[None] | None = None
+        self._partial_transcribing = False  # the partial task is in its STT call (not its prefill)
         # An STT budget miss with action partial_transcript answers the latest partial instead.
         self._overrides: dict[Attempt, asyncio.Future[str]] = {}
 
@@ -68,6 +69,7 @@ class TranscriptionStage(Stage):
 
     def on_system(self, frame: SystemFrame) -> None:
         if isinstance(frame, Paused):
+            self._drop_partial()
             self._turns.drop_speculation()
             attempt = self._turns.new_attempt(frame.listening)
             self._turns.speculation = attempt
@@ -75,6 +77,7 @@ class TranscriptionStage(Stage):
         elif isinstance(frame, Resumed):
             self._turns.drop_speculation()
         elif isinstance(frame, EndOfTurn):
+            self._drop_partial()
             attempt = self._turns.speculation
             if attempt is None or attempt.listening is not frame.listening:
                 self._turns.drop_speculation()
@@ -160,11 +163,29 @@ class TranscriptionStage(Stage):
 
     # -------------------------------------------------------------------------------- partial
 
+    def _drop_partial(self) -> None:
+        """A pause has begun: the live caption still being transcribed is stale, and on a busy
+        machine its remaining steps share the cores with the transcript the answer waits for
+        (measured: a partial in flight at the pause took that transcript from 178-410 ms to
+        325-1053 ms). Its running step finishes on the worker; the ones after it never start. A
+        prefill it already asked for goes on: the words it reads are mostly the final ones."""
+        if self._partial is not None and self._partial_transcribing:
+            self._partial.cancel()
+
     async def _run_partial(self, frame: PartialAudio) -> None:
         listening = frame.listening
         try:
-            with work_scope(Priority(Urgency.OPTIONAL)):
-                result = await self._stt.transcribe(frame.audio, partial=True)
+            self._partial_transcribing = True
+            try:
+                with work_scope(Priority(Urgency.OPTIONAL)):
+                    result = await self._stt.transcribe(frame.audio, partial=True)
+            except asyncio.CancelledError:
+                # The engine was given the audio, so it is metered like a caption that landed.
+                audio_ms = len(frame.audio) * 1000 // self._stt.sample_rate
+                self.push(Usage(listening.id, None, UsageKind.STT_PARTIAL_AUDIO_MS, audio_ms, self._stt.info))
+                raise
+            finally:
+                self._partial_transcribing = False
             self.push(Usage(listening.id, None, UsageKind.STT_PARTIAL_AUDIO_MS, result.audio_ms, self._stt.info))
             if not result.text:
                 return

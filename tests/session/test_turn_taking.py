@@ -9,7 +9,18 @@ import asyncio
 from pipelines.agent import TutorAgent
 from pipelines.budgets import BudgetPolicy
 from pipelines.config import PipelineConfig, TurnConfig
-from pipelines.frames import BudgetAction, BudgetMiss, BudgetStage, ReplyAudio, SpeechStarted, TranscriptFinal, TurnDone, TurnPrompt, TurnThinking
+from pipelines.frames import (
+    BudgetAction,
+    BudgetMiss,
+    BudgetStage,
+    ReplyAudio,
+    SpeechStarted,
+    TranscriptFinal,
+    TranscriptPartial,
+    TurnDone,
+    TurnPrompt,
+    TurnThinking,
+)
 from pipelines.personas import PERSONAS
 from pipelines.pipeline import Engines, Pipeline
 from tests.fakes import LoudnessVAD, ScriptedLLM, ScriptedSTT, ScriptedTurn, ToneTTS
@@ -217,11 +228,16 @@ class _CountingSTT(ScriptedSTT):
         super().__init__("What is two plus two?")
         self.partial_delay_s = partial_delay_s
         self.partials = 0
+        self.partials_dropped = 0
 
     async def transcribe(self, audio, *, partial: bool = False):
         if partial:
             self.partials += 1
-            await asyncio.sleep(self.partial_delay_s)
+            try:
+                await asyncio.sleep(self.partial_delay_s)
+            except asyncio.CancelledError:
+                self.partials_dropped += 1
+                raise
         return await super().transcribe(audio, partial=partial)
 
 
@@ -273,4 +289,17 @@ async def test_a_caption_that_lands_after_the_pause_began_is_not_read_into_the_m
     await _stream(pipeline, _speech(500) + _silence(250))  # a caption in flight, then a pause
     await asyncio.sleep(0.5)  # the caption lands during the pause
     assert stt.partials == 1 and llm.prefills == 0
+    await pipeline.aclose()
+
+
+async def test_a_caption_still_being_transcribed_when_the_pause_begins_is_dropped():
+    # Its remaining steps would share the cores with the final transcript the answer waits for.
+    stt = _CountingSTT(partial_delay_s=5)
+    pipeline, events = await _partials_pipeline(stt, ScriptedLLM("Four."), interval_ms=300)
+    await _stream(pipeline, _speech(1500) + _silence(FALLBACK_MS + 300))
+    await _settle()
+    assert stt.partials == stt.partials_dropped == 1 and _count(events, TranscriptPartial) == 0
+    assert [e.text for e in events if isinstance(e, TranscriptFinal)] == ["What is two plus two?"]
+    # The engine was given the caption's audio, so it is metered though its words never came.
+    assert pipeline.usage_total.stt_partial_audio_ms > 0
     await pipeline.aclose()
