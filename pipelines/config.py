@@ -58,8 +58,14 @@ class TurnConfig(BaseModel):
     # A share, not a fixed wait, so that a classroom that gives more patience gives more here too.
     # 1: a turn model saying "unfinished" always gets the whole patience.
     outvoted_share: float = Field(0.5, gt=0.0, le=1.0)
-    # A finished utterance is answered after this much silence (humans answer in about 200 ms).
+    # A finished utterance is answered after this much silence (humans answer in about 200 ms) ...
     commit_silence_ms: int = Field(250, ge=90, le=5000)
+    # ... unless the turn model only just called it finished: a score at or above the threshold
+    # but below `sure_completion` waits `unsure_commit_ms`. Readers pause 300-930 ms inside
+    # sentences at places both signals call finished, and there the score sits near the threshold
+    # (on the dev clips, 6 such pauses scored 0.51-0.70, against 3 of 97 real ends).
+    sure_completion: float = Field(0.7, ge=0.0, le=1.0)
+    unsure_commit_ms: int = Field(1000, ge=90, le=5000)
     # A thinking learner gets this much silence (classroom "wait time": gains start at 3 s) ...
     patience_ms: int = Field(3000, ge=150, le=30_000)
     # ... and more right after the tutor asked a question: an answer takes longer to find.

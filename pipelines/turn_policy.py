@@ -16,7 +16,9 @@ Any known signal saying "not finished" wins: cutting a learner off costs more th
 milliseconds. One exception, short of a full commit: when only the audio model doubts a sentence
 that Whisper closed with a full stop it was sure of, the turn is probably finished (the audio model
 misreads the falling tone of some finished sentences), so it ends after a shorter wait than the
-patience. No verdict is reached while evidence that was asked for is still on its way (a busy
+patience. Confidence grades the wait the other way too: a pause the audio model only just calls
+finished is more often a reader's pause inside a sentence, so it waits a little longer than a
+sure one. No verdict is reached while evidence that was asked for is still on its way (a busy
 machine delays the score and the transcript): the answer cannot start before the words exist
 anyway, so hearing them first costs the answer nothing, and a late score must not let a fixed
 silence cut the learner off. Evidence that never comes is waited for up to the patience. With no
@@ -112,6 +114,12 @@ class TurnPolicy:
             and punctuation_verdict(evidence.transcript) is Verdict.COMPLETE
         )
 
+    def _unsure(self, evidence: Evidence) -> bool:
+        """The turn model only just called a finished-sounding pause finished. The right answer
+        to the tutor's question is finished however the audio sounds."""
+        score = evidence.completion
+        return not evidence.right_answer and score is not None and score < self.config.sure_completion
+
     def patience_ms(self, evidence: Evidence) -> int:
         cfg = self.config
         return cfg.question_patience_ms if evidence.tutor_asked else cfg.patience_ms
@@ -122,7 +130,10 @@ class TurnPolicy:
             return Decision(Verdict.UNKNOWN, cfg.end_of_turn_silence_ms, thinking=False)
         verdict = self.verdict(evidence)
         if verdict is Verdict.COMPLETE:
-            return Decision(verdict, min(cfg.commit_silence_ms, cfg.max_silence_ms), thinking=False)
+            wait = cfg.commit_silence_ms
+            if self._unsure(evidence):
+                wait = max(wait, cfg.unsure_commit_ms)
+            return Decision(verdict, min(wait, cfg.max_silence_ms), thinking=False)
         if verdict is Verdict.UNKNOWN:
             return Decision(verdict, min(cfg.end_of_turn_silence_ms, cfg.max_silence_ms), thinking=False)
         patience = min(self.patience_ms(evidence), cfg.max_silence_ms)

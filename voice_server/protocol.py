@@ -68,6 +68,9 @@ class TurnOptions(_Message):
     outvoted_share: float | None = Field(
         None, gt=0.0, le=1.0, description="Share of the patience waited when only the turn model doubts"
     )
+    unsure_commit_ms: int | None = Field(
+        None, ge=90, le=5000, description="Silence before answering when the turn model is only just sure"
+    )
 
 
 class BudgetOverride(_Message):

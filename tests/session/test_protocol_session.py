@@ -252,6 +252,23 @@ async def test_a_session_sets_how_long_a_sentence_the_stt_is_sure_of_waits_on_a_
     await session.close()
 
 
+async def test_a_session_sets_how_long_an_unsure_finished_waits():
+    stt = ScriptedSTT("The ache of his overstrained eyes.")
+    engines = Engines(LoudnessVAD(), stt, ScriptedLLM("Good."), QuickTTS(), turn=ScriptedTurn(0.6))
+    session, wire = new_session(engines)
+    await send(session, type="session.start", turn={"unsure_commit_ms": 2000})
+    pcm = b"\x10\x00" * 16 * 600 + bytes(32 * 1500)  # 1.5 s: past the default 1 s, short of 2 s
+    for i in range(0, len(pcm), 960):
+        session.on_audio_16k(pcm[i : i + 960])
+        await asyncio.sleep(0.003)
+    await asyncio.sleep(0.2)
+    assert "transcript.final" not in wire.log and "turn.thinking" not in wire.log
+    session.on_audio_16k(bytes(32 * 900))
+    assert (await wire.until("turn.done"))["status"] == "completed"
+    wire.assert_valid()
+    await session.close()
+
+
 async def test_turn_options_outside_their_limits_are_refused_at_session_start():
     session, wire = new_session()
     await send(session, type="session.start", turn={"patience_ms": 10})

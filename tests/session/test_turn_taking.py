@@ -129,6 +129,20 @@ async def test_a_sentence_whisper_is_sure_has_ended_is_answered_before_the_patie
         await pipeline.aclose()
 
 
+async def test_a_finished_sentence_the_turn_model_only_just_calls_finished_waits_a_little_longer():
+    # A reader pausing inside a sentence at a place that sounds finished: the score sits near the
+    # threshold. A sure score is answered at once; an unsure one after `unsure_commit_ms`.
+    for score, waits in ((0.95, False), (0.6, True)):
+        pipeline, events = await _make(score=score, text="The ache of his overstrained eyes.")
+        await _stream(pipeline, _speech(600) + _silence(600))
+        await _settle()
+        assert _count(events, TranscriptFinal) == int(not waits), score
+        await _stream(pipeline, _silence(600))  # 1.2 s: past the 1 s an unsure "finished" waits
+        await _settle()
+        assert _count(events, TranscriptFinal) == 1 and _count(events, TurnThinking) == 0, score
+        await pipeline.aclose()
+
+
 async def test_the_patience_ends_a_turn_nobody_finished():
     pipeline, events = await _make(score=0.1, text="What is two plus")
     await _stream(pipeline, _speech(600) + _silence(3150))

@@ -78,6 +78,30 @@ def test_punctuation_reads_open_endings_as_unfinished():
     assert punctuation_verdict("  ") is Verdict.UNKNOWN
 
 
+def test_a_pause_the_turn_model_only_just_calls_finished_waits_longer_than_a_sure_one():
+    # A reader's pause inside a sentence: "The ache of his overstrained eyes." then 540 ms of
+    # silence, Smart Turn 0.62, and the sentence goes on.
+    unsure = POLICY.decide(Evidence(completion=0.62, transcript="The ache of his overstrained eyes."))
+    sure = POLICY.decide(Evidence(completion=0.95, transcript="The ache of his overstrained eyes."))
+    assert unsure.verdict is sure.verdict is Verdict.COMPLETE and not unsure.thinking
+    assert sure.commit_at_ms == CONFIG.commit_silence_ms
+    assert unsure.commit_at_ms == CONFIG.unsure_commit_ms == 1000
+    # Still well short of the wait for a sentence only the audio model doubts, or for a thinker.
+    assert unsure.commit_at_ms < POLICY.decide(
+        Evidence(completion=0.1, transcript="Fifty six.", sentence_end=0.9)
+    ).commit_at_ms < CONFIG.patience_ms
+    assert POLICY.decide(Evidence(completion=CONFIG.sure_completion, transcript="Yes.")).commit_at_ms == 250
+
+
+def test_the_right_answer_or_words_alone_are_not_held_back_as_unsure():
+    answer = Evidence(completion=0.55, transcript="56", tutor_asked=True, right_answer=True)
+    assert POLICY.decide(answer).commit_at_ms == CONFIG.commit_silence_ms
+    no_turn_model = Evidence(transcript="Fifty six.")
+    assert POLICY.decide(no_turn_model).commit_at_ms == CONFIG.commit_silence_ms
+    off = TurnPolicy(TurnConfig(unsure_commit_ms=250))  # a session can turn the grading off
+    assert off.decide(Evidence(completion=0.55, transcript="Fifty six.")).commit_at_ms == 250
+
+
 def test_the_threshold_is_the_models_own_decision_point():
     assert CONFIG.completion_threshold == 0.5
     assert POLICY.verdict(Evidence(completion=0.5)) is Verdict.COMPLETE
