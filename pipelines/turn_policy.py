@@ -86,33 +86,28 @@ class TurnPolicy:
         cfg = self.config
         if evidence.right_answer and evidence.transcript is not None:
             return Verdict.COMPLETE
-        votes: list[Verdict] = []
+        audio_vote = words_vote = None
         if evidence.completion is not None:
             complete = evidence.completion >= cfg.completion_threshold
-            votes.append(Verdict.COMPLETE if complete else Verdict.INCOMPLETE)
+            audio_vote = Verdict.COMPLETE if complete else Verdict.INCOMPLETE
         if cfg.use_punctuation and evidence.transcript is not None:
-            votes.append(punctuation_verdict(evidence.transcript))
+            words_vote = punctuation_verdict(evidence.transcript)
+        votes = [vote for vote in (audio_vote, words_vote) if vote is not None]
         if evidence.expects_answer and evidence.awaiting_transcript:
             return Verdict.PENDING  # the words may be the answer: hear them before calling it thinking
         if Verdict.INCOMPLETE in votes:
-            return Verdict.LIKELY if self._words_outvote(evidence) else Verdict.INCOMPLETE
+            outvoted = audio_vote is Verdict.INCOMPLETE and words_vote is Verdict.COMPLETE
+            return Verdict.LIKELY if outvoted and self._words_are_sure(evidence) else Verdict.INCOMPLETE
         if evidence.awaiting_completion or (cfg.use_punctuation and evidence.awaiting_transcript):
             return Verdict.PENDING
         return Verdict.COMPLETE if Verdict.COMPLETE in votes else Verdict.UNKNOWN
 
-    def _words_outvote(self, evidence: Evidence) -> bool:
-        """The turn model alone says "unfinished", and the words end in a full stop the engine
-        was sure of."""
+    def _words_are_sure(self, evidence: Evidence) -> bool:
+        """The engine was sure a sentence ends after the last word, so the words may outvote a
+        turn model that alone says "unfinished"."""
         cfg = self.config
-        return (
-            cfg.outvoted_share < 1.0
-            and cfg.use_punctuation
-            and evidence.completion is not None
-            and evidence.transcript is not None
-            and evidence.sentence_end is not None
-            and evidence.sentence_end >= cfg.sure_sentence_end
-            and punctuation_verdict(evidence.transcript) is Verdict.COMPLETE
-        )
+        sure = evidence.sentence_end is not None and evidence.sentence_end >= cfg.sure_sentence_end
+        return cfg.outvoted_share < 1.0 and sure
 
     def _unsure(self, evidence: Evidence) -> bool:
         """The turn model only just called a finished-sounding pause finished. The right answer

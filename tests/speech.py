@@ -126,13 +126,18 @@ def manifest(folder: Path) -> list[dict]:
     return json.loads((folder / "manifest.json").read_text())
 
 
+def load_audio(path: Path):  # -> np.ndarray of 16 kHz float32 in [-1, 1]
+    """A clip as the STT engines take it (the clips are 16 kHz mono PCM16)."""
+    import numpy as np
+
+    with wave.open(str(path)) as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    return pcm.astype(np.float32) / 32768
+
+
 def short_sentence_clip(folder: Path, entries: list[dict]):  # -> (dict, np.ndarray of 16 kHz float32)
     """The shortest clip of 2.5-9 s (one trimmed Whisper window), or the longest synthesised
     sentence where ../shared is absent (all of them are shorter), with its audio."""
-    import numpy as np
-
     mid = [e for e in entries if 2.5 <= e["duration_s"] <= 9]
     entry = min(mid, key=lambda e: e["duration_s"]) if mid else max(entries, key=lambda e: e["duration_s"])
-    with wave.open(str(folder / entry["file"])) as wav:
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
-    return entry, pcm.astype(np.float32) / 32768
+    return entry, load_audio(folder / entry["file"])

@@ -5,15 +5,13 @@ model recognises when it transcribes the whole clip at once."""
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from latency_bench.client import VoiceClient, load_clip
 from latency_bench.wer import normalise
-from tests.speech import manifest
+from tests.speech import load_audio, manifest
 
 pytestmark = pytest.mark.models
 
@@ -21,9 +19,7 @@ SLICE = 4  # the shortest clips: CI time, and pauses of 1.2 s and 2 s
 
 
 def _whole_clip_words(stt, path: Path) -> set[str]:
-    with wave.open(str(path)) as wav:
-        audio = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
-    return set(normalise(stt._transcribe_blocking(audio)).split())  # noqa: SLF001 - offline reference
+    return set(normalise(stt._transcribe_blocking(load_audio(path))).split())  # noqa: SLF001 - offline reference
 
 
 @pytest.fixture(scope="module")

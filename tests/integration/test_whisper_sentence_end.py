@@ -6,23 +6,16 @@ mid-way, and at the real end of the whole clip."""
 from __future__ import annotations
 
 import statistics
-import wave
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from tests.speech import manifest
+from tests.speech import load_audio, manifest
 
 pytestmark = pytest.mark.models
 
 SR = 16_000
 HEARD_OF_THE_PAUSE_S = 0.2  # as at the turn model's first look at a pause
-
-
-def _audio(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as wav:
-        return np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float32) / 32768
 
 
 async def test_whisper_is_surer_of_a_sentence_end_at_the_real_end_than_in_a_thinking_pause(
@@ -31,7 +24,7 @@ async def test_whisper_is_surer_of_a_sentence_end_at_the_real_end_than_in_a_thin
     stt = real_engines.stt
     in_pause, at_end = [], []
     for entry in manifest(turn_clips):
-        audio = _audio(turn_clips / entry["file"])
+        audio = load_audio(turn_clips / entry["file"])
         cut = int((entry["pause_start_s"] + HEARD_OF_THE_PAUSE_S) * SR)
         in_pause.append((await stt.transcribe(audio[:cut])).sentence_end)
         at_end.append((await stt.transcribe(audio)).sentence_end)
