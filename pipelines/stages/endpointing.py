@@ -155,7 +155,7 @@ class EndpointingStage(Stage):
             if len(self._utterance) >= self._config.max_utterance_ms * PIPELINE_SAMPLE_RATE // 500:
                 # Nobody speaks 45 s without a breath; treat it as a turn rather than buffer forever.
                 detector.force_end()
-                self._on_end_of_turn()
+                self._on_end_of_turn(continuable=False)
             else:
                 self._maybe_partial()
 
@@ -233,7 +233,7 @@ class EndpointingStage(Stage):
         self._utterance = bytearray(carry.audio) + bytes(gap_frames * self._frame_bytes) + self._utterance
         self._first_frame = carry.first_frame
 
-    def _on_end_of_turn(self) -> None:
+    def _on_end_of_turn(self, *, continuable: bool = True) -> None:
         held = self._thinking_sent
         self._end_pause()
         listening, self._turns.listening = self._turns.listening, None
@@ -251,7 +251,10 @@ class EndpointingStage(Stage):
             )
         )
         # Kept until the reply is heard: if the student goes on before that, the turn continues.
-        self._turns.carry = Carry(listening, bytes(self._utterance), self._first_frame, detector.frames_seen)
+        # Not a turn cut at the length limit: joined to more speech it would be over the limit at
+        # once, and cut again at every breath, each time transcribed whole.
+        if continuable:
+            self._turns.carry = Carry(listening, bytes(self._utterance), self._first_frame, detector.frames_seen)
         self._utterance = bytearray()
 
     def _utterance_audio(self) -> np.ndarray:

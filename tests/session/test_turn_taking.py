@@ -15,6 +15,7 @@ from pipelines.frames import (
     BudgetStage,
     ReplyAudio,
     SpeechStarted,
+    SpeechStopped,
     TranscriptFinal,
     TranscriptPartial,
     TurnDone,
@@ -44,6 +45,7 @@ async def _make(
     reply: str = "Four.",
     budgets: BudgetPolicy | None = None,
     lesson_plans: bool = False,
+    stt_delay_s: float = 0.01,
     **turn: object,
 ) -> tuple[Pipeline, list]:
     events: list = []
@@ -52,7 +54,7 @@ async def _make(
         events.append(event)
 
     model = ScriptedTurn(score) if score is not None else None
-    stt = ScriptedSTT(text, sentence_end=sentence_end)
+    stt = ScriptedSTT(text, delay_s=stt_delay_s, sentence_end=sentence_end)
     engines = Engines(LoudnessVAD(), stt, ScriptedLLM(reply, token_delay_s=0.001), ToneTTS(), turn=model)
     config = TurnConfig(end_of_turn_silence_ms=FALLBACK_MS, partial_interval_ms=0, **turn)  # type: ignore[arg-type]
     pipeline_config = PipelineConfig(turn=config, lesson_plans=lesson_plans, budgets=budgets or BudgetPolicy())
@@ -316,4 +318,22 @@ async def test_a_caption_still_being_transcribed_when_the_pause_begins_is_droppe
     assert [e.text for e in events if isinstance(e, TranscriptFinal)] == ["What is two plus two?"]
     # The engine was given the caption's audio, so it is metered though its words never came.
     assert pipeline.usage_total.stt_partial_audio_ms > 0
+    await pipeline.aclose()
+
+
+async def test_speech_over_the_length_limit_ends_the_turn_once_and_the_rest_is_a_new_turn():
+    # Nobody speaks that long without a breath (a fan or a television may): the turn ends at the
+    # limit. What follows cannot continue it, since it is already as long as a turn may be; it is
+    # the next turn, cut once and heard whole. Before, each breath after the limit cut the joined
+    # audio again and sent all of it back to be transcribed.
+    pipeline, events = await _make(score=0.9, max_utterance_ms=2000, stt_delay_s=0.5)
+    await _stream(pipeline, _speech(3500) + _silence(900))
+    await asyncio.sleep(1.2)
+    started = [e.turn_id for e in events if isinstance(e, SpeechStarted)]
+    stopped = [e.stream_ms for e in events if isinstance(e, SpeechStopped)]
+    assert len(set(started)) == len(started) == 2
+    assert stopped[0] == 2010 and len(stopped) == 2, stopped
+    # The second turn barged in on the first, still being transcribed, as any speech does.
+    finals = [e.turn_id for e in events if isinstance(e, TranscriptFinal)]
+    assert finals == started[1:]
     await pipeline.aclose()
