@@ -95,8 +95,9 @@ class VoiceActivityDetector(abc.ABC):
     def new_stream(self) -> VoiceActivityDetector:
         """A detector for one more audio stream. Detectors with memory (smoothing, hangover,
         adaptive noise floor) must return a fresh instance: fed two sessions' frames in turn, one
-        student's speech would keep the other's silence "voiced". Stateless detectors may return
-        themselves."""
+        student's speech would keep the other's silence "voiced". The endpointing stage also takes
+        a fresh one after each turn, so no turn is heard through what the last one taught it.
+        Stateless detectors may return themselves."""
         return self
 
 
