@@ -62,6 +62,20 @@ _NEWS = re.compile(
     r"\b(my|we'?re|we are|we went|we had|i'?m|i am|i got|i have|i had|i went|i saw|i did|i like|i love)\b",
     re.IGNORECASE,
 )
+# Words that open a question, with or without its question mark ("is it a hour or an hour").
+_ASKS = re.compile(
+    r"^\W*(?:(?:and|so|but|um|uh|oh|ok|okay|hmm|well|miss|sir)\W+){0,2}"
+    r"(?:what|whats|why|how|hows|when|where|who|whose|which|is|isn'?t|are|aren'?t|am|was|were|do|does|did|"
+    r"can|could|should|would|will|has|have)\b",
+    re.IGNORECASE,
+)
+# Asking the tutor to do something ("teach me some swear words", "search the internet for ..."):
+# not news to thank the student for.
+_REQUEST = re.compile(
+    r"^\W*(?:please\W+)?(?:teach|tell|give|show|help|find|search|look|explain|make|write|read|say|sing|"
+    r"google|send|play|draw|do|let'?s)\b|\bplease\b",
+    re.IGNORECASE,
+)
 _LOW = re.compile(
     r"\b(sad|upset|unhappy|lonely|crying|scared|afraid|frightened|worried|miserable|bullied|"
     r"nobody likes|no one likes|hate my|hates me|rubbish at|left out|no friends)\b",
@@ -210,7 +224,10 @@ class Teacher:
     pending_sum: PendingSum | None = None
     pending_card: Card | None = None
     topic: Card | None = None
-    card_tries: int = 0  # hints and wrong answers on the pending card's question so far
+    card_tries: int = 0  # hints, wrong answers and changes of subject on the pending card's question so far
+    # The tutor's last question asked for the student's own words ("What do you think?"), with no
+    # answer to judge: whatever they say next answers it, however far from the lesson it sounds.
+    invited: bool = False
     _turn: int = 0
     _starter: int = 0
 
@@ -220,9 +237,11 @@ class Teacher:
     def commit(self, plan: Plan) -> None:
         """The plan's reply was heard: the lesson moves on."""
         same = plan.pending_card is not None and plan.pending_card is self.pending_card
-        self.card_tries = self.card_tries + 1 if same and plan.move in (Move.STUCK, Move.CARD_WRONG) else 0
+        tried = plan.move in (Move.STUCK, Move.CARD_WRONG, Move.OFF_TOPIC)
+        self.card_tries = self.card_tries + 1 if same and tried else 0
         self.pending_sum, self.pending_card = plan.pending_sum, plan.pending_card
         self.topic = plan.topic or self.topic
+        self.invited = bool(plan.close) and plan.pending_sum is None and plan.pending_card is None
         self._turn += 1
 
     def expects_answer(self) -> bool:
@@ -413,21 +432,29 @@ class Teacher:
             return Plan(Move.HINT, lead=pick(_HAND_OVER), close="Which question are you working on?")
 
         if (
-            not _NEW_QUESTION.match(text)
+            not _ASKS.match(text)
             and "?" not in text
             and not dont_know
+            and (not self.invited or _NEWS.search(text))
             and self.pending_sum is None
-            and self.pending_card is None
-            and _NEWS.search(text)
+            and card is None
             and not self._on_subject(text)
         ):
-            # News from the student's day ("I got a new puppy"), not a question to answer: a warm
-            # word, then back to the lesson.
-            starter = self._starter_card(self.topic)
+            # Words that touch neither the subject nor an open question of the tutor's (a line
+            # from a story, words misheard), or news from the student's day ("I got a new puppy")
+            # whatever was asked: nothing to teach from, and a small model asked to answer them
+            # says things that make no sense ("I'm afraid of him."). A kind word, then back to
+            # the lesson: the question still waiting, once, or a new one (the same question over
+            # and over is not a conversation).
+            again = pending is not None and self.card_tries == 0
+            starter = pending if again else self._starter_card(pending or self.topic)
+            subject = self.persona.subject
             lead = pick(
-                (
-                    f"Thanks for telling me, and now back to {self.persona.subject}.",
-                    f"Thanks for sharing that, and now let's get back to {self.persona.subject}.",
+                (f"Let's keep our minds on {subject} for now.", f"Let's get back to {subject}.")
+                if _REQUEST.search(text)
+                else (
+                    f"Thanks for telling me, and now back to {subject}.",
+                    f"Thanks for sharing that, and now let's get back to {subject}.",
                 )
             )
             close = starter.question if starter is not None else pick(_OPEN_CLOSE)

@@ -35,6 +35,9 @@ async def test_student_speaks_and_tutor_answers_in_a_voice(
     clips = _pick(speech_manifest)
     assert len(clips) >= 6
     async with VoiceClient(server.ws_ticket_url()) as client:
+        # A question no lesson card covers: the model answers it, in this session's voice.
+        await client.send_json({"type": "input.text", "text": "Why is pi never ending?"})
+        asked = await client.wait_for(lambda m: m["type"] == "turn.done", timeout_s=60)
         results = [await client.play_clip(load_clip(speech_clips / entry["file"])) for entry in clips]
     assert_valid(client.messages)
 
@@ -62,9 +65,11 @@ async def test_student_speaks_and_tutor_answers_in_a_voice(
         else:
             assert done.usage["llm_prompt_tokens"] == done.usage["llm_completion_tokens"] == 0
         assert done.latency["voice_to_voice_ms"] > 0
-    # Sentences read from books are not tutoring questions: the model answers some of them.
-    assert any(r.turns[-1].usage["llm_completion_tokens"] > 0 for r in results)
-    assert any(r.turns[-1].usage["tts_chars"] > 0 for r in results)  # the voice engine did speak
+    assert asked["status"] == "completed" and asked["usage"]["llm_completion_tokens"] > 0
+    # Sentences read from books touch no subject: the teaching plan steers them back to the lesson
+    # without the model (a small model asked to answer them made no sense), in vetted lines that
+    # earlier tests on this server may already have made stock speech: each reply's audio above,
+    # and its metering, are what show the voice engine's part.
 
     kinds = {m["type"] for m in client.messages}
     assert {

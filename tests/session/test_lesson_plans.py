@@ -134,7 +134,7 @@ async def test_a_draw_stopped_as_a_repeat_never_says_the_half_sentence_it_held()
     reply = "Ah, I see you're going to the right place with that, dear friend."
     llm = ScriptedLLM(reply)
     pipeline, events = await _make(llm, "language")
-    await _ask(pipeline, events, "He was not an ill-disposed young man.")
+    await _ask(pipeline, events, "What does gregarious mean?")
     second, captions, deltas = await _ask(pipeline, events, "He might even have been made amiable himself.")
     await pipeline.aclose()
     assert len(llm.requests) >= 2  # the model was asked again and drew the same reply

@@ -198,6 +198,53 @@ def test_news_from_the_students_day_is_thanked_and_the_lesson_goes_on():
     assert plan.move is Move.OFF_TOPIC and "history" in plan.lead and plan.close.endswith("?")
 
 
+@pytest.mark.parametrize("words", ["He seems pretty adaptable.", "the film ends with a hint of romance"])
+def test_a_statement_that_touches_no_subject_is_thanked_and_steered_back_without_the_model(words):
+    # Asked to answer such words, a 135M model said "I'm afraid of him." (benchmark, held-out speech).
+    plan = Lesson("maths").turn(words)
+    assert plan.move is Move.OFF_TOPIC and not plan.model and "maths" in plan.lead
+    assert plan.close.endswith("?") and plan.pending_card is not None
+
+
+def test_a_statement_off_the_subject_while_a_question_waits_gets_that_question_again_once():
+    lesson = Lesson("science")
+    asked = lesson.turn("What is the water cycle?")
+    assert asked.pending_card is not None and asked.pending_card.accept
+    plan = lesson.turn("my brother went to the cinema with his friends on saturday")
+    assert plan.move is Move.OFF_TOPIC and not plan.model
+    assert plan.close == asked.close and plan.pending_card is asked.pending_card
+    # The same question a third time is not a conversation: another one instead.
+    plan = lesson.turn("the film had a dragon in it that breathed out fire")
+    assert plan.move is Move.OFF_TOPIC and not plan.model
+    assert plan.close.endswith("?") and plan.close != asked.close
+
+
+def test_words_after_the_tutor_asked_for_the_students_own_thoughts_are_their_answer_not_a_change_of_subject():
+    lesson = Lesson("history")
+    lesson.turn("hello we are doing the vikings")
+    opened = lesson.turn("why did they have long ships")
+    assert opened.move is Move.OPEN and opened.pending_card is None and opened.close.endswith("?")
+    answer = lesson.turn("i think so they could row up rivers fast")
+    assert answer.move is Move.OPEN and answer.model
+
+
+def test_a_request_off_the_subject_is_not_thanked_as_news():
+    plan = Lesson("language").turn("Teach me a magic trick with cards")
+    assert plan.move is Move.OFF_TOPIC and not plan.lead.startswith("Thanks")
+
+
+@pytest.mark.parametrize("words", ["is it a hour or an hour", "what rhymes with purple"])
+def test_a_question_without_its_question_mark_is_not_taken_for_a_statement(words):
+    assert Lesson("language").turn(words).move is not Move.OFF_TOPIC
+
+
+def test_a_question_off_the_lesson_cards_still_gets_the_models_answer():
+    # Questions keep the model: "what does gregarious mean?" is the language tutor's to answer,
+    # though no lesson card or its words cover it.
+    plan = Lesson("language").turn("What does gregarious mean?")
+    assert plan.move is Move.OPEN and plan.model
+
+
 def test_a_greeting_is_answered_by_the_tutor_by_name():
     plan = Lesson("language").turn("hello!")
     assert plan.move is Move.GREETING and "Lee" in plan.lead and plan.close.endswith("?")
