@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from latency_bench.stats import percentile
+
 LOUD_DBFS = -45.0  # a 128-sample block of the tutor's voice above this is sound
 MIC_LOUD_DBFS = -35.0  # ... and of the microphone, speech
 CHROMIUM_ARGS = [
@@ -157,11 +159,6 @@ async def run_clip(playwright: Any, chromium: str, url: str, clip: Path, persona
     )
 
 
-def _p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def main_async(args: argparse.Namespace) -> int:
     from playwright.async_api import async_playwright
 
@@ -187,7 +184,7 @@ async def main_async(args: argparse.Namespace) -> int:
         browser = [b for b, _ in pairs]
         share = [b - s for b, s in pairs]
         print(
-            f"\nvoice-to-answer in the browser p50 {statistics.median(browser):.0f} p95 {_p(browser, 0.95):.0f} ms "
+            f"\nvoice-to-answer in the browser p50 {statistics.median(browser):.0f} p95 {percentile(browser, 95):.0f} ms "
             f"({len(pairs)} turns); the browser's share (browser minus server) "
             f"p50 {statistics.median(share):.0f} ms, range {min(share):.0f} to {max(share):.0f}"
         )

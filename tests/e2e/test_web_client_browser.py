@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from latency_bench.browser import CHROMIUM_ARGS
+
 pytestmark = pytest.mark.models
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,21 +20,7 @@ WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
 
 
 def _args(clip: Path) -> list[str]:
-    return [
-        "--use-fake-ui-for-media-stream",
-        "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={clip}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-        "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-    ]
+    return [*CHROMIUM_ARGS, f"--use-file-for-fake-audio-capture={clip}%noloop"]
 
 
 @pytest.fixture
