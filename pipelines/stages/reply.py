@@ -123,7 +123,8 @@ class ReplyStage(Stage):
             return
         attempt.user_text = self._guard.admit(attempt, frame.text)  # safety: screened, then neutralised
         self.push(Out(attempt, TranscriptFinal(attempt.turn_id, attempt.user_text, frame.source)))
-        if not attempt.user_text:
+        if not any(ch.isalnum() for ch in attempt.user_text):
+            # "" or a lone "." (Whisper's reading of a breath or of hiss): nothing to answer.
             self.push(ReplyDone(attempt, TurnStatus.NO_SPEECH))
         elif not self._speculative and not attempt.committed:
             self._waiting[attempt] = frame

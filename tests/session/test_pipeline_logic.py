@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from pipelines.agent import TutorAgent
 from pipelines.frames import (
     Interrupted,
@@ -150,9 +152,10 @@ async def test_an_engine_failure_is_reported_and_the_session_stays_usable():
     assert done.status == "completed"
 
 
-async def test_a_turn_with_no_words_gets_no_reply():
+@pytest.mark.parametrize("heard", ["", "."])
+async def test_a_turn_with_no_words_gets_no_reply(heard: str):
     pipeline, events = await _make()
-    pipeline.engines.stt.text = ""
+    pipeline.engines.stt.text = heard
     await _stream(pipeline, _speech(400) + _silence(400))
     done = await _until(events, TurnDone)
     await pipeline.aclose()
