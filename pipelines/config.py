@@ -36,6 +36,14 @@ class TurnConfig(BaseModel):
     # After a pause, this many consecutive voiced frames resume the turn; a lone noisy frame doesn't.
     resume_voiced_frames: int = Field(3, ge=1)
     tail_ms: int = Field(210, ge=0)  # silence kept after the last voiced frame; whisper likes a little
+    # A frame this many dB below the student's own speech level neither starts nor resumes speech,
+    # whatever the VAD says: a browser's gain control lifts the silence after speech until webrtcvad
+    # hears it as talk (pipelines/speech_level.py). 0: the VAD alone.
+    quiet_gate_db: float = Field(25.0, ge=0.0, le=60.0)
+    # ... once a pause has lasted this long. A breath drawn just after a phrase is quiet too, and it
+    # says the student goes on: heard as silence, a 180 ms pause became 660 ms and the turn was
+    # answered mid-sentence. The gain control's hiss comes later (it builds over seconds).
+    quiet_gate_after_ms: int = Field(300, ge=0, le=5000)
     max_utterance_ms: int = Field(45_000, ge=1000)
 
     # ---- the turn policy (pipelines/turn_policy.py): finished or thinking?

@@ -45,6 +45,11 @@ class TurnDetector:
         return TurnSignal.END_OF_TURN
 
     @property
+    def paused(self) -> bool:
+        """In a turn, silent for at least the speculation silence: speech now would resume it."""
+        return self.in_speech and self._paused
+
+    @property
     def silence_ms(self) -> int:
         return self._silent_frames * self.config.frame_ms
 

@@ -38,6 +38,7 @@ from pipelines.frames import (
     TurnThinking,
 )
 from pipelines.processor import Stage
+from pipelines.speech_level import SpeechLevel, frame_level_dbfs
 from pipelines.turn import Carry, Turns
 from pipelines.turn_detection import TurnDetector, TurnSignal
 from pipelines.turn_policy import Evidence, TurnPolicy
@@ -78,6 +79,8 @@ class EndpointingStage(Stage):
         self._turns = turns
         self._clock = clock
         self._detector = TurnDetector(config)
+        # The student's level outlives a turn: it also keeps amplified hiss from starting one.
+        self._speech_level = SpeechLevel(config.quiet_gate_db) if config.quiet_gate_db else None
         self._frame_bytes = PIPELINE_SAMPLE_RATE * config.frame_ms // 1000 * 2
         self._pending = bytearray()
         self._preroll: deque[bytes] = deque(
@@ -124,7 +127,7 @@ class EndpointingStage(Stage):
         detector = self._detector
         if self._evidence is not None:
             self._apply_policy()
-        signal = detector.process(self._vad.is_speech(chunk))
+        signal = detector.process(self._is_speech(chunk))
         self._frame_times.append((detector.frames_seen, at))
         if detector.in_speech or signal is TurnSignal.END_OF_TURN:
             if signal is TurnSignal.SPEECH_START:
@@ -158,6 +161,21 @@ class EndpointingStage(Stage):
                 self._on_end_of_turn(continuable=False)
             else:
                 self._maybe_partial()
+
+    def _is_speech(self, chunk: bytes) -> bool:
+        voiced = self._vad.is_speech(chunk)
+        level = self._speech_level
+        if level is None or not voiced:
+            return voiced
+        loudness = frame_level_dbfs(chunk)
+        detector = self._detector
+        if detector.in_speech and not detector.paused:
+            # Mid-sentence the VAD alone decides: the soft end of a word is never cut off.
+            level.heard_speech(loudness)
+            return True
+        if detector.in_speech and detector.silence_ms < self._config.quiet_gate_after_ms:
+            return True
+        return not level.too_quiet(loudness)
 
     # ------------------------------------------------------------------------- turn policy
 

@@ -35,6 +35,11 @@ def _silence(ms: int) -> bytes:
     return bytes(32 * ms)
 
 
+def _at(amplitude: int, ms: int) -> bytes:
+    """Sound the fake VAD calls speech, at a chosen level: 3000 is about -21 dBFS, 30 about -61."""
+    return amplitude.to_bytes(2, "little", signed=True) * (16 * ms)
+
+
 async def _make(llm: ScriptedLLM | None = None, **config) -> tuple[Pipeline, list]:
     events: list = []
 
@@ -42,7 +47,8 @@ async def _make(llm: ScriptedLLM | None = None, **config) -> tuple[Pipeline, lis
         events.append(event)
 
     engines = Engines(LoudnessVAD(), ScriptedSTT(), llm or ScriptedLLM(LONG_REPLY), ToneTTS())
-    turn = TurnConfig(end_of_turn_silence_ms=300, speculation_silence_ms=150, partial_interval_ms=0, **config)
+    defaults = {"end_of_turn_silence_ms": 300, "speculation_silence_ms": 150, "partial_interval_ms": 0}
+    turn = TurnConfig(**{**defaults, **config})
     cfg = PipelineConfig(turn=turn, playback_lead_ms=100, lesson_plans=False)
     return Pipeline(engines, TutorAgent(PERSONAS["maths"]), sink, cfg), events
 
@@ -176,3 +182,45 @@ async def test_speech_resumed_before_the_reply_is_heard_continues_the_same_turn(
     # The final transcription heard both parts of the sentence, pause included.
     assert pipeline.engines.stt.seconds[-1] > 1.4
     assert done.usage.speculative is not None  # the abandoned first attempt is metered
+
+
+async def test_hiss_far_quieter_than_the_student_neither_holds_the_turn_open_nor_starts_a_new_one():
+    # After the student stops, a browser's gain control lifts the silence until a VAD hears talk.
+    pipeline, events = await _make(
+        ScriptedLLM("Good question. What do you think?"), end_of_turn_silence_ms=1000, adaptive=False
+    )
+    await _stream(pipeline, _at(3000, 600) + _silence(400) + _at(30, 3000))
+    done = await _until(events, TurnDone)
+    await pipeline.aclose()
+    assert done.status == "completed"
+    assert sum(isinstance(e, SpeechStarted) for e in events) == 1
+    assert not any(isinstance(e, Interrupted) for e in events)  # the hiss never barged in
+
+
+async def test_without_the_quiet_gate_the_same_hiss_holds_the_turn_open():
+    pipeline, events = await _make(end_of_turn_silence_ms=1000, adaptive=False, quiet_gate_db=0)
+    await _stream(pipeline, _at(3000, 600) + _silence(400) + _at(30, 3000))
+    await asyncio.sleep(0.3)
+    await pipeline.aclose()
+    assert not any(isinstance(e, SpeechStopped) for e in events)
+
+
+async def test_a_quiet_breath_just_after_a_phrase_still_holds_the_turn():
+    # An inhale 180 ms after a phrase says the student goes on, however quiet it is.
+    pipeline, events = await _make(end_of_turn_silence_ms=300)
+    await _stream(pipeline, _at(3000, 600) + _silence(180) + _at(30, 450) + _at(3000, 600) + _silence(400))
+    await _until(events, TranscriptFinal)
+    await pipeline.aclose()
+    assert sum(isinstance(e, SpeechStarted) for e in events) == 1
+    assert sum(isinstance(e, TranscriptFinal) for e in events) == 1
+    assert pipeline.engines.stt.seconds[-1] > 1.8  # one transcript: both phrases and the breath
+
+
+async def test_softer_speech_within_the_margin_still_resumes_the_turn():
+    pipeline, events = await _make(end_of_turn_silence_ms=1000, adaptive=False)
+    # About 20 dB softer than before the pause: a quieter voice, still the student's.
+    await _stream(pipeline, _at(3000, 600) + _silence(500) + _at(300, 600) + _silence(1200))
+    await _until(events, TranscriptFinal)
+    await pipeline.aclose()
+    assert sum(isinstance(e, SpeechStarted) for e in events) == 1
+    assert pipeline.engines.stt.seconds[-1] > 1.6  # one transcript of both parts
