@@ -140,16 +140,20 @@ async def run_clip(playwright: Any, chromium: str, url: str, clip: Path, persona
         await page.wait_for_function("window.convergio && window.convergio.mic", timeout=30_000)
         await page.evaluate(_LISTEN, _WORKLET)
         timeout_ms = (_clip_seconds(clip) + 30) * 1000
+        # A turn heard as no words (a click as the microphone opens) gets no reply: wait for one that does.
         await page.wait_for_function(
-            "window.__events.some(m => m.type === 'turn.done')", timeout=timeout_ms
+            "window.__events.some(m => m.type === 'turn.done' && m.status !== 'no_speech')",
+            timeout=timeout_ms,
         )
         await page.wait_for_timeout(300)
         levels = await page.evaluate("window.__levels")
         events = await page.evaluate("window.__events")
     finally:
         await browser.close()
-    done = next(m for m in events if m["type"] == "turn.done")
-    finals = [m["text"] for m in events if m["type"] == "transcript.final"]
+    done = next(m for m in events if m["type"] == "turn.done" and m["status"] != "no_speech")
+    finals = [
+        m["text"] for m in events if m["type"] == "transcript.final" and m["turn_id"] == done["turn_id"]
+    ]
     return BrowserTurn(
         clip=clip.name,
         voice_to_answer_ms=measure(levels),
@@ -184,7 +188,8 @@ async def main_async(args: argparse.Namespace) -> int:
         browser = [b for b, _ in pairs]
         share = [b - s for b, s in pairs]
         print(
-            f"\nvoice-to-answer in the browser p50 {statistics.median(browser):.0f} p95 {percentile(browser, 95):.0f} ms "
+            f"\nvoice-to-answer in the browser p50 {statistics.median(browser):.0f} "
+            f"p95 {percentile(browser, 95):.0f} ms "
             f"({len(pairs)} turns); the browser's share (browser minus server) "
             f"p50 {statistics.median(share):.0f} ms, range {min(share):.0f} to {max(share):.0f}"
         )
@@ -194,9 +199,15 @@ async def main_async(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m latency_bench.browser", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8799/", help="the web client of a `serve --open` server")
-    parser.add_argument("--audio-dir", default="../shared/speech", help="16-bit PCM WAV clips, one session each")
+    parser = argparse.ArgumentParser(
+        prog="python -m latency_bench.browser", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--url", default="http://127.0.0.1:8799/", help="the web client of a `serve --open` server"
+    )
+    parser.add_argument(
+        "--audio-dir", default="../shared/speech", help="16-bit PCM WAV clips, one session each"
+    )
     parser.add_argument("--persona", default="maths")
     parser.add_argument("--limit", type=int, default=0, help="only the first N clips")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
