@@ -40,10 +40,13 @@ class TurnConfig(BaseModel):
     # whatever the VAD says: a browser's gain control lifts the silence after speech until webrtcvad
     # hears it as talk (pipelines/speech_level.py). 0: the VAD alone.
     quiet_gate_db: float = Field(25.0, ge=0.0, le=60.0)
-    # ... once a pause has lasted this long. A breath drawn just after a phrase is quiet too, and it
-    # says the student goes on: heard as silence, a 180 ms pause became 660 ms and the turn was
-    # answered mid-sentence. The gain control's hiss comes later (it builds over seconds).
+    # In a pause's first moments the VAD alone decides, and then a wider margin holds for a while: a
+    # breath drawn before going on is quiet too (25-30 dB below speech), and it says the student goes
+    # on. Heard as silence, a 180 ms pause became 660 ms and the sentence was answered half-way. The
+    # hiss starts lower and builds over seconds, so the narrow margin is needed only later.
     quiet_gate_after_ms: int = Field(300, ge=0, le=5000)
+    quiet_gate_breath_db: float = Field(35.0, ge=0.0, le=60.0)
+    quiet_gate_breath_ms: int = Field(1000, ge=0, le=10_000)
     max_utterance_ms: int = Field(45_000, ge=1000)
 
     # ---- the turn policy (pipelines/turn_policy.py): finished or thinking?

@@ -57,7 +57,8 @@ class SpeechLevel:
         if len(self._levels) >= self.MIN_FRAMES:
             self._reference = float(np.percentile(self._levels, self.percentile))
 
-    def too_quiet(self, level_dbfs: float) -> bool:
-        """True when a frame is more than the margin below the student's speech; never before
-        their level is known."""
-        return self._reference is not None and level_dbfs < self._reference - self.margin_db
+    def too_quiet(self, level_dbfs: float, margin_db: float | None = None) -> bool:
+        """True when a frame is more than the margin (by default the tracker's own) below the
+        student's speech; never before their level is known."""
+        margin = self.margin_db if margin_db is None else margin_db
+        return self._reference is not None and level_dbfs < self._reference - margin

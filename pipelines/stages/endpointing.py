@@ -173,9 +173,14 @@ class EndpointingStage(Stage):
             # Mid-sentence the VAD alone decides: the soft end of a word is never cut off.
             level.heard_speech(loudness)
             return True
-        if detector.in_speech and detector.silence_ms < self._config.quiet_gate_after_ms:
-            return True
-        return not level.too_quiet(loudness)
+        config = self._config
+        margin = config.quiet_gate_db
+        if detector.in_speech:  # paused
+            if detector.silence_ms < config.quiet_gate_after_ms:
+                return True
+            if detector.silence_ms < config.quiet_gate_breath_ms:
+                margin = max(margin, config.quiet_gate_breath_db)
+        return not level.too_quiet(loudness, margin)
 
     # ------------------------------------------------------------------------- turn policy
 

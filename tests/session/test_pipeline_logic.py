@@ -216,6 +216,21 @@ async def test_a_quiet_breath_just_after_a_phrase_still_holds_the_turn():
     assert pipeline.engines.stt.seconds[-1] > 1.8  # one transcript: both phrases and the breath
 
 
+async def test_a_breath_later_in_the_pause_is_heard_with_a_wider_margin_than_the_hiss():
+    # 400 ms into the pause: a breath 30 dB below the student's speech still continues the turn ...
+    pipeline, events = await _make(end_of_turn_silence_ms=800, adaptive=False)
+    await _stream(pipeline, _at(3000, 600) + _silence(400) + _at(95, 450) + _at(3000, 600) + _silence(1200))
+    await _until(events, TranscriptFinal)
+    await pipeline.aclose()
+    assert sum(isinstance(e, SpeechStarted) for e in events) == 1
+    assert sum(isinstance(e, TranscriptFinal) for e in events) == 1
+    # ... and once the pause has lasted a second, the same sound is the gain control's hiss.
+    pipeline, events = await _make(end_of_turn_silence_ms=1500, adaptive=False)
+    await _stream(pipeline, _at(3000, 600) + _silence(1100) + _at(95, 2000))
+    await _until(events, SpeechStopped)
+    await pipeline.aclose()
+
+
 async def test_softer_speech_within_the_margin_still_resumes_the_turn():
     pipeline, events = await _make(end_of_turn_silence_ms=1000, adaptive=False)
     # About 20 dB softer than before the pause: a quieter voice, still the student's.

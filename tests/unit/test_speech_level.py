@@ -44,3 +44,10 @@ def test_the_level_follows_a_student_who_moves_away_from_the_microphone():
     for _ in range(50):
         level.heard_speech(-30)
     assert not level.too_quiet(-45)
+
+
+def test_a_caller_may_ask_with_a_wider_margin():
+    level = SpeechLevel(25)
+    for _ in range(20):
+        level.heard_speech(-18)
+    assert level.too_quiet(-48) and not level.too_quiet(-48, margin_db=35)
